@@ -1,0 +1,530 @@
+//! The proxy's configuration file: YAML, read and validated once at startup.
+//!
+//! A complete file, with every key (most are optional; the comments give the defaults):
+//!
+//! ```yaml
+//! admin:                               # optional; serves /metrics and /ready
+//!   address: 127.0.0.1:9901
+//! cache_dir: cache                     # optional; relative paths start at this file's directory
+//! limits:                              # sizes: a number of bytes, or a number and B, KiB, MiB, GiB
+//!   max_request_header_bytes: 64KiB    # default 64KiB
+//!   max_request_body_bytes: 16MiB      # default 16MiB
+//!   max_buffered_body_bytes: 1MiB      # default 1MiB; bodies buffered for body hooks
+//! listeners:                           # at least one
+//!   - name: ingress                    # unique; letters, digits, '_', '.', '-'
+//!     address: 0.0.0.0:8080            # IP:port, unique (port 0 picks a free port)
+//!     direction: inbound               # inbound (default) | outbound
+//!     filters:                         # optional; names unique within the listener
+//!       - name: auth
+//!         module: filters/auth.wasm    # relative to this file's directory; must exist
+//!         config:                      # optional; any YAML, handed to the filter as JSON
+//!           issuer: https://id.example.com
+//!           audiences: [app]
+//!         failure_policy: fail_closed  # fail_closed (default) | fail_open
+//!         time_budget: 20ms            # default 50ms; more than 0, at most 10s
+//!         isolation: pooled            # pooled (default) | per_request
+//!         max_memory: 16MiB            # default 32MiB; 1MiB to 4GiB
+//!       - name: ratelimit
+//!         module: filters/ratelimit.wasm
+//!     routes:                          # at least one
+//!       - name: billing-api            # unique within the listener
+//!         match:                       # optional; default: every path
+//!           path: { prefix: /billing } # or { exact: /billing/health }
+//!           headers:                   # all must match; one rule each
+//!             - { name: x-env, exact: canary }
+//!             - { name: x-tenant, prefix: acme- }
+//!             - { name: authorization, present: true }
+//!         upstream: billing            # the name of an upstream below
+//!         timeout: 5s                  # optional; overrides the upstream's timeout
+//!         filters:                     # optional; keyed by a filter of this listener
+//!           ratelimit: { disabled: true }
+//!           auth: { config: { issuer: https://id.example.com, audiences: [billing] } }
+//!       - name: default
+//!         upstream: app
+//! upstreams:
+//!   - name: app                        # unique
+//!     endpoints: ["127.0.0.1:3000"]    # at least one host:port
+//!   - name: billing
+//!     endpoints: ["billing-0.internal:8443", "[fd00::12]:8443"]
+//!     protocol: http2                  # auto (default; as downstream) | http1 | http2 (h2c)
+//!     connect_timeout: 500ms           # default 1s
+//!     timeout: 10s                     # default 30s; until the response head arrives
+//! ```
+//!
+//! [`Config::load`] reads a file; every error names the file, the line and column, and the
+//! field, like
+//! `weft.yaml:32:19: listeners[0].routes[0].upstream: unknown upstream "bilings" (known: app, billing)`.
+//!
+//! Parsing happens in two steps: serde reads the file into the private `Raw*` structs, which
+//! reject unknown keys and wrong types; then [`Config::from_yaml`] converts those into the public
+//! types, parsing durations, sizes and addresses and checking every cross-reference. Errors
+//! from the second step are located by walking the YAML again (see `locate`).
+
+mod locate;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use self::validate::Context;
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// The whole configuration file, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The admin server (`/metrics`, `/ready`); none if the key is absent.
+    pub admin: Option<AdminConfig>,
+    /// Directory for the proxy's caches, resolved against the config file's directory.
+    pub cache_dir: Option<PathBuf>,
+    /// Size limits for requests.
+    pub limits: Limits,
+    /// The listeners, in file order; at least one.
+    pub listeners: Vec<ListenerConfig>,
+    /// The upstreams, in file order.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// The file this was read from, or `<inline>`; used in messages.
+    pub source: PathBuf,
+}
+
+/// The admin server.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Where `/metrics` and `/ready` are served.
+    pub address: SocketAddr,
+}
+
+/// Size limits that protect the proxy from large requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest request head (request line and headers) accepted. Default 64 KiB.
+    pub max_request_header_bytes: usize,
+    /// The largest request body accepted. Default 16 MiB.
+    pub max_request_body_bytes: u64,
+    /// The largest body buffered in memory for a filter's body hooks. Default 1 MiB.
+    pub max_buffered_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_header_bytes: (64 * KIB) as usize,
+            max_request_body_bytes: 16 * MIB,
+            max_buffered_body_bytes: MIB as usize,
+        }
+    }
+}
+
+/// One address the proxy accepts connections on, with its filter chain and routes.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Unique among listeners.
+    pub name: String,
+    /// Where to listen.
+    pub address: SocketAddr,
+    /// Whether traffic comes into the application or leaves it.
+    pub direction: Direction,
+    /// The filter chain, in file order.
+    pub filters: Vec<FilterConfig>,
+    /// The routes, in file order; at least one.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Which way a listener's traffic flows relative to the application next to the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Clients calling the application. The default.
+    #[default]
+    Inbound,
+    /// The application calling other services.
+    Outbound,
+}
+
+/// One WebAssembly filter in a listener's chain.
+#[derive(Debug, Clone)]
+pub struct FilterConfig {
+    /// Unique within the listener; letters, digits, `_`, `.` and `-`.
+    pub name: String,
+    /// The component file, resolved against the config file's directory. It existed at load.
+    pub module: PathBuf,
+    /// The filter's own configuration, converted from YAML; `Null` when absent.
+    pub config: serde_json::Value,
+    /// What to do with the request when the filter fails.
+    pub failure_policy: FailurePolicy,
+    /// How long one hook call may run. Default 50ms; more than 0, at most 10s.
+    pub time_budget: Duration,
+    /// How instances are shared between requests.
+    pub isolation: Isolation,
+    /// The most linear memory one instance may use (key `max_memory`). Default 32 MiB;
+    /// between 1 MiB and 4 GiB.
+    pub max_memory_bytes: usize,
+}
+
+/// What happens to a request when its filter traps, runs out of time or reports an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Reject the request. The default.
+    #[default]
+    FailClosed,
+    /// Skip the filter and go on.
+    FailOpen,
+}
+
+/// How filter instances relate to requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Instances are reused across requests. The default.
+    #[default]
+    Pooled,
+    /// Every request gets a fresh instance.
+    PerRequest,
+}
+
+/// Which requests go to which upstream, and per-route filter changes.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Unique within the listener.
+    pub name: String,
+    /// Which requests this route takes (key `match`).
+    pub matcher: RouteMatch,
+    /// The name of an upstream in [`Config::upstreams`].
+    pub upstream: String,
+    /// Overrides the upstream's response timeout for this route.
+    pub timeout: Option<Duration>,
+    /// Changes to the listener's filters for this route, keyed by filter name.
+    pub filters: BTreeMap<String, FilterOverride>,
+}
+
+/// Conditions a request must all meet to take a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatch {
+    /// Default: `Prefix("/")`, every path.
+    pub path: PathMatch,
+    /// Every rule must match.
+    pub headers: Vec<HeaderMatch>,
+}
+
+impl Default for RouteMatch {
+    fn default() -> Self {
+        Self {
+            path: PathMatch::Prefix("/".to_owned()),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A rule on the request path. The string starts with `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// The path equals this.
+    Exact(String),
+    /// The path starts with this.
+    Prefix(String),
+}
+
+/// A rule on one request header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMatch {
+    /// The header, lowercase.
+    pub name: http::HeaderName,
+    /// What its value must be.
+    pub rule: HeaderRule,
+}
+
+/// What a header's value must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderRule {
+    /// Equal to this.
+    Exact(String),
+    /// Starting with this.
+    Prefix(String),
+    /// Anything, as long as the header is there.
+    Present,
+}
+
+/// A route's change to one of its listener's filters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterOverride {
+    /// Skip the filter on this route.
+    Disabled,
+    /// Run the filter with this configuration instead of the listener's.
+    Config(serde_json::Value),
+}
+
+/// A named set of equivalent endpoints.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Unique among upstreams.
+    pub name: String,
+    /// `host:port` strings, at least one; the host is a name, an IPv4 address or a bracketed
+    /// IPv6 address.
+    pub endpoints: Vec<String>,
+    /// Which HTTP version to speak to the upstream.
+    pub protocol: UpstreamProtocol,
+    /// How long to wait for a connection. Default 1s.
+    pub connect_timeout: Duration,
+    /// How long to wait for the whole response head. Default 30s.
+    pub timeout: Duration,
+}
+
+/// Which HTTP version to speak to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// The version the downstream client used. The default.
+    #[default]
+    Auto,
+    /// Always HTTP/1.1.
+    Http1,
+    /// Always HTTP/2 over cleartext, with prior knowledge (h2c).
+    Http2,
+}
+
+/// A configuration file that could not be read or is not valid.
+///
+/// Displays as `file:line:column: field: message`; the line and column are left out when
+/// unknown, and the field when the problem is with the file as a whole.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// The file, as given to [`Config::load`] or [`Config::from_yaml`].
+    pub file: PathBuf,
+    /// 1-based line of the offending value.
+    pub line: Option<usize>,
+    /// 1-based column of the offending value, in characters.
+    pub column: Option<usize>,
+    /// Path to the offending field, like `listeners[0].routes[1].upstream`; empty for the
+    /// document itself.
+    pub field: String,
+    /// What is wrong, and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        f.write_str(": ")?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            column: None,
+            field: String::new(),
+            message: format!("cannot read the config file: {err}"),
+        })?;
+        Config::from_yaml(&src, path)
+    }
+
+    /// Parses and validates a configuration from YAML text.
+    ///
+    /// `origin` is the file the text came from: messages name it, and relative paths in the
+    /// file (`module`, `cache_dir`) are resolved against its directory. For text that has no
+    /// file, pass `Path::new("<inline>")`: relative paths then start at the working directory.
+    pub fn from_yaml(src: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let cx = Context::new(src, origin);
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(src))
+                .map_err(|err| cx.serde_error(err))?;
+        cx.config(raw)
+    }
+
+    /// The upstream called `name`.
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|upstream| upstream.name == name)
+    }
+}
+
+// The file as serde sees it. Values that need parsing (durations, sizes, addresses) stay
+// strings here so that `Context` can report them with the field path and position. The
+// `expecting` texts appear in "invalid type" messages, so they describe the YAML.
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with the keys `listeners` and `upstreams`"
+)]
+struct RawConfig {
+    admin: Option<RawAdmin>,
+    cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    listeners: Vec<RawListener>,
+    #[serde(default)]
+    upstreams: Vec<RawUpstream>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with the key `address`")]
+struct RawAdmin {
+    address: String,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of size limits")]
+struct RawLimits {
+    max_request_header_bytes: Option<RawSize>,
+    max_request_body_bytes: Option<RawSize>,
+    max_buffered_body_bytes: Option<RawSize>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a listener: a mapping with `name`, `address` and `routes`"
+)]
+struct RawListener {
+    name: String,
+    address: String,
+    #[serde(default)]
+    direction: Direction,
+    #[serde(default)]
+    filters: Vec<RawFilter>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a filter: a mapping with `name` and `module`"
+)]
+struct RawFilter {
+    name: String,
+    module: PathBuf,
+    config: Option<serde_json::Value>,
+    #[serde(default)]
+    failure_policy: FailurePolicy,
+    time_budget: Option<String>,
+    #[serde(default)]
+    isolation: Isolation,
+    max_memory: Option<RawSize>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a route: a mapping with `name` and `upstream`"
+)]
+struct RawRoute {
+    name: String,
+    #[serde(rename = "match", default)]
+    matcher: RawMatch,
+    upstream: String,
+    timeout: Option<String>,
+    #[serde(default)]
+    filters: BTreeMap<String, RawOverride>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `path` and/or `headers`"
+)]
+struct RawMatch {
+    path: Option<RawPathMatch>,
+    #[serde(default)]
+    headers: Vec<RawHeaderMatch>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with one of `exact` or `prefix`"
+)]
+struct RawPathMatch {
+    exact: Option<String>,
+    prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `name` and one of `exact`, `prefix` or `present`"
+)]
+struct RawHeaderMatch {
+    name: String,
+    exact: Option<String>,
+    prefix: Option<String>,
+    present: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `disabled: true` or `config`"
+)]
+struct RawOverride {
+    disabled: Option<bool>,
+    config: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an upstream: a mapping with `name` and `endpoints`"
+)]
+struct RawUpstream {
+    name: String,
+    #[serde(default)]
+    endpoints: Vec<String>,
+    #[serde(default)]
+    protocol: UpstreamProtocol,
+    connect_timeout: Option<String>,
+    timeout: Option<String>,
+}
+
+/// A size as written: `16MiB` or a plain number of bytes, kept as text until it is parsed.
+struct RawSize(String);
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size, like 16MiB, or a number of bytes")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<RawSize, E> {
+                Ok(RawSize(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<RawSize, E> {
+                Ok(RawSize(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<RawSize, E> {
+                Ok(RawSize(v.to_string()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,734 @@
+//! Turning the raw file into typed config: parsing values, checking references, and saying
+//! where in the file each problem is.
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::locate::{FieldPath, Locator, Mark};
+use super::*;
+
+/// One conversion from raw to typed config: knows the file, and finds positions on demand.
+pub(super) struct Context<'a> {
+    file: &'a Path,
+    base_dir: &'a Path,
+    src: &'a str,
+    /// Built only when an error needs a position: a valid file is parsed once.
+    locator: OnceCell<Locator>,
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+impl<'a> Context<'a> {
+    pub(super) fn new(src: &'a str, file: &'a Path) -> Self {
+        let base_dir = file.parent().unwrap_or(Path::new(""));
+        Self {
+            file,
+            base_dir,
+            src,
+            locator: OnceCell::new(),
+        }
+    }
+
+    fn locator(&self) -> &Locator {
+        self.locator.get_or_init(|| Locator::new(self.src))
+    }
+
+    fn error_at(&self, mark: Option<Mark>, field: &FieldPath, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            line: mark.map(|m| m.line),
+            column: mark.map(|m| m.column),
+            field: field.to_string(),
+            message,
+        }
+    }
+
+    /// An error about the value at `field`, located in the source.
+    fn error(&self, field: &FieldPath, message: impl Into<String>) -> ConfigError {
+        self.error_at(self.locator().nearest(field), field, message.into())
+    }
+
+    pub(super) fn serde_error(
+        &self,
+        err: serde_path_to_error::Error<serde_norway::Error>,
+    ) -> ConfigError {
+        let path = FieldPath::from(err.path());
+        let err = err.into_inner();
+        let location = err.location();
+        let mut message = err.to_string();
+        // serde_norway appends the position, which the error carries as fields anyway.
+        if let Some(location) = &location {
+            let suffix = format!(" at line {} column {}", location.line(), location.column());
+            if let Some(at) = message.find(&suffix) {
+                message.replace_range(at..at + suffix.len(), "");
+            }
+        }
+        // It also prefixes the path of the value it was reading, which is `path` or, for an
+        // unknown or duplicate key, its parent. At the root there is no prefix.
+        let mut field = FieldPath::root();
+        for len in (1..=path.segments().len()).rev() {
+            let prefix = path.prefix(len);
+            if let Some(rest) = message.strip_prefix(&format!("{prefix}: ")) {
+                message = rest.to_owned();
+                field = prefix;
+                break;
+            }
+        }
+        let mut mark = location.map(|l| Mark {
+            line: l.line(),
+            column: l.column(),
+        });
+        // serde_norway places a duplicate key at the start of its mapping; point at the key.
+        if let Some(key) = message
+            .strip_prefix("duplicate field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            mark = self.locator().key(&field.key(key)).or(mark);
+        }
+        if mark.is_none() {
+            mark = self.locator().nearest(&path);
+        }
+        self.error_at(mark, &field, message)
+    }
+
+    pub(super) fn config(&self, raw: RawConfig) -> Result<Config> {
+        let root = FieldPath::root();
+        let admin = match raw.admin {
+            Some(admin) => Some(AdminConfig {
+                address: self.socket_addr(&root.key("admin").key("address"), &admin.address)?,
+            }),
+            None => None,
+        };
+        let cache_dir = match raw.cache_dir {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(self.error(
+                    &root.key("cache_dir"),
+                    "must not be empty; remove the key to use no cache",
+                ));
+            }
+            Some(dir) => Some(self.base_dir.join(dir)),
+            None => None,
+        };
+        let limits = self.limits(&root.key("limits"), raw.limits)?;
+
+        let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+        for (i, raw) in raw.upstreams.into_iter().enumerate() {
+            let path = root.key("upstreams").index(i);
+            let upstream = self.upstream(&path, raw)?;
+            if let Some(first) = upstreams
+                .iter()
+                .position(|u: &UpstreamConfig| u.name == upstream.name)
+            {
+                return Err(self.error(
+                    &path.key("name"),
+                    format!(
+                        "duplicate upstream name {:?}: upstreams[{first}] has it too",
+                        upstream.name
+                    ),
+                ));
+            }
+            upstreams.push(upstream);
+        }
+
+        if raw.listeners.is_empty() {
+            return Err(self.error(
+                &root.key("listeners"),
+                "at least one listener is required, like `listeners: [{ name: ingress, address: 0.0.0.0:8080, routes: [...] }]`",
+            ));
+        }
+        let mut listeners: Vec<ListenerConfig> = Vec::with_capacity(raw.listeners.len());
+        for (i, raw) in raw.listeners.into_iter().enumerate() {
+            let path = root.key("listeners").index(i);
+            let listener = self.listener(&path, raw, &upstreams)?;
+            if let Some(first) = listeners.iter().position(|l| l.name == listener.name) {
+                return Err(self.error(
+                    &path.key("name"),
+                    format!(
+                        "duplicate listener name {:?}: listeners[{first}] has it too",
+                        listener.name
+                    ),
+                ));
+            }
+            if let Some(first) = address_taken(listener.address, &listeners) {
+                return Err(self.error(
+                    &path.key("address"),
+                    format!(
+                        "address {} is already used by listener {:?} (listeners[{first}])",
+                        listener.address, listeners[first].name
+                    ),
+                ));
+            }
+            listeners.push(listener);
+        }
+        if let Some(admin) = &admin
+            && let Some(first) = address_taken(admin.address, &listeners)
+        {
+            return Err(self.error(
+                &root.key("admin").key("address"),
+                format!(
+                    "address {} is already used by listener {:?} (listeners[{first}])",
+                    admin.address, listeners[first].name
+                ),
+            ));
+        }
+
+        Ok(Config {
+            admin,
+            cache_dir,
+            limits,
+            listeners,
+            upstreams,
+            source: self.file.to_owned(),
+        })
+    }
+
+    fn limits(&self, path: &FieldPath, raw: RawLimits) -> Result<Limits> {
+        let defaults = Limits::default();
+        let size = |key: &str, value: Option<RawSize>, default: u64| match value {
+            None => Ok(default),
+            Some(value) => self.size(&path.key(key), &value, 1, u64::MAX),
+        };
+        Ok(Limits {
+            max_request_header_bytes: self.usize(
+                &path.key("max_request_header_bytes"),
+                size(
+                    "max_request_header_bytes",
+                    raw.max_request_header_bytes,
+                    defaults.max_request_header_bytes as u64,
+                )?,
+            )?,
+            max_request_body_bytes: size(
+                "max_request_body_bytes",
+                raw.max_request_body_bytes,
+                defaults.max_request_body_bytes,
+            )?,
+            max_buffered_body_bytes: self.usize(
+                &path.key("max_buffered_body_bytes"),
+                size(
+                    "max_buffered_body_bytes",
+                    raw.max_buffered_body_bytes,
+                    defaults.max_buffered_body_bytes as u64,
+                )?,
+            )?,
+        })
+    }
+
+    fn listener(
+        &self,
+        path: &FieldPath,
+        raw: RawListener,
+        upstreams: &[UpstreamConfig],
+    ) -> Result<ListenerConfig> {
+        let name = self.name(&path.key("name"), raw.name)?;
+        let address = self.socket_addr(&path.key("address"), &raw.address)?;
+
+        let mut filters: Vec<FilterConfig> = Vec::with_capacity(raw.filters.len());
+        for (i, raw) in raw.filters.into_iter().enumerate() {
+            let path = path.key("filters").index(i);
+            let filter = self.filter(&path, raw)?;
+            if let Some(first) = filters.iter().position(|f| f.name == filter.name) {
+                return Err(self.error(
+                    &path.key("name"),
+                    format!(
+                        "duplicate filter name {:?}: filters[{first}] of this listener has it too",
+                        filter.name
+                    ),
+                ));
+            }
+            filters.push(filter);
+        }
+
+        if raw.routes.is_empty() {
+            return Err(self.error(
+                &path.key("routes"),
+                "at least one route is required, like `routes: [{ name: default, upstream: app }]`",
+            ));
+        }
+        let mut routes: Vec<RouteConfig> = Vec::with_capacity(raw.routes.len());
+        for (i, raw) in raw.routes.into_iter().enumerate() {
+            let path = path.key("routes").index(i);
+            let route = self.route(&path, raw, &filters, upstreams)?;
+            if let Some(first) = routes.iter().position(|r| r.name == route.name) {
+                return Err(self.error(
+                    &path.key("name"),
+                    format!(
+                        "duplicate route name {:?}: routes[{first}] of this listener has it too",
+                        route.name
+                    ),
+                ));
+            }
+            routes.push(route);
+        }
+
+        Ok(ListenerConfig {
+            name,
+            address,
+            direction: raw.direction,
+            filters,
+            routes,
+        })
+    }
+
+    fn filter(&self, path: &FieldPath, raw: RawFilter) -> Result<FilterConfig> {
+        let name = self.name(&path.key("name"), raw.name)?;
+        let module = self.base_dir.join(&raw.module);
+        match std::fs::metadata(&module) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => {
+                return Err(self.error(
+                    &path.key("module"),
+                    format!(
+                        "filter {name:?}: module is not a file: {}",
+                        module.display()
+                    ),
+                ));
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(self.error(
+                    &path.key("module"),
+                    format!(
+                        "filter {name:?}: module file not found: {}",
+                        module.display()
+                    ),
+                ));
+            }
+            Err(err) => {
+                return Err(self.error(
+                    &path.key("module"),
+                    format!(
+                        "filter {name:?}: cannot read module file {}: {err}",
+                        module.display()
+                    ),
+                ));
+            }
+        }
+        let time_budget = match raw.time_budget {
+            None => Duration::from_millis(50),
+            Some(text) => self.duration(
+                &path.key("time_budget"),
+                &text,
+                Some(Duration::from_secs(10)),
+            )?,
+        };
+        let max_memory_bytes = match raw.max_memory {
+            None => 32 * MIB,
+            Some(size) => self.size(&path.key("max_memory"), &size, MIB, 4 * GIB)?,
+        };
+        Ok(FilterConfig {
+            name,
+            module,
+            config: raw.config.unwrap_or(serde_json::Value::Null),
+            failure_policy: raw.failure_policy,
+            time_budget,
+            isolation: raw.isolation,
+            max_memory_bytes: self.usize(&path.key("max_memory"), max_memory_bytes)?,
+        })
+    }
+
+    fn route(
+        &self,
+        path: &FieldPath,
+        raw: RawRoute,
+        filters: &[FilterConfig],
+        upstreams: &[UpstreamConfig],
+    ) -> Result<RouteConfig> {
+        let name = self.name(&path.key("name"), raw.name)?;
+        let matcher = self.route_match(&path.key("match"), raw.matcher)?;
+        if !upstreams.iter().any(|u| u.name == raw.upstream) {
+            let message = if upstreams.is_empty() {
+                format!(
+                    "unknown upstream {:?}: no upstreams are defined; add one under `upstreams`",
+                    raw.upstream
+                )
+            } else {
+                format!(
+                    "unknown upstream {:?} (known: {})",
+                    raw.upstream,
+                    names(upstreams.iter().map(|u| &u.name))
+                )
+            };
+            return Err(self.error(&path.key("upstream"), message));
+        }
+        let timeout = match raw.timeout {
+            None => None,
+            Some(text) => Some(self.duration(&path.key("timeout"), &text, None)?),
+        };
+        let mut overrides = BTreeMap::new();
+        for (filter, raw) in raw.filters {
+            let path = path.key("filters").key(&filter);
+            if !filters.iter().any(|f| f.name == filter) {
+                let message = if filters.is_empty() {
+                    format!("unknown filter {filter:?}: this listener has no filters to override")
+                } else {
+                    format!(
+                        "unknown filter {filter:?}: overrides must name a filter of this listener (filters: {})",
+                        names(filters.iter().map(|f| &f.name))
+                    )
+                };
+                // The key is what is wrong, not its value.
+                let mark = self.locator().key(&path);
+                return Err(self.error_at(mark, &path, message));
+            }
+            let value = match (raw.disabled, raw.config) {
+                (Some(true), None) => FilterOverride::Disabled,
+                (None, Some(config)) => FilterOverride::Config(config),
+                (Some(false), None) => {
+                    return Err(self.error(
+                        &path.key("disabled"),
+                        "`disabled: false` changes nothing: remove this override, or set `config` to give the filter another configuration",
+                    ));
+                }
+                (None, None) => {
+                    return Err(self.error(&path, "set either `disabled: true` or `config`"));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(
+                        self.error(&path, "set either `disabled: true` or `config`, not both")
+                    );
+                }
+            };
+            overrides.insert(filter, value);
+        }
+        Ok(RouteConfig {
+            name,
+            matcher,
+            upstream: raw.upstream,
+            timeout,
+            filters: overrides,
+        })
+    }
+
+    fn route_match(&self, path: &FieldPath, raw: RawMatch) -> Result<RouteMatch> {
+        let path_match = match raw.path {
+            None => PathMatch::Prefix("/".to_owned()),
+            Some(RawPathMatch {
+                exact: Some(exact),
+                prefix: None,
+            }) => PathMatch::Exact(self.http_path(&path.key("path").key("exact"), exact)?),
+            Some(RawPathMatch {
+                exact: None,
+                prefix: Some(prefix),
+            }) => PathMatch::Prefix(self.http_path(&path.key("path").key("prefix"), prefix)?),
+            Some(_) => {
+                return Err(self.error(
+                    &path.key("path"),
+                    "set exactly one of `exact` or `prefix`, like `path: { prefix: /api }`",
+                ));
+            }
+        };
+        let mut headers = Vec::with_capacity(raw.headers.len());
+        for (i, raw) in raw.headers.into_iter().enumerate() {
+            let path = path.key("headers").index(i);
+            let name = http::HeaderName::from_bytes(raw.name.as_bytes()).map_err(|_| {
+                self.error(
+                    &path.key("name"),
+                    format!(
+                        "invalid header name {:?}: use letters, digits and '-', like x-env",
+                        raw.name
+                    ),
+                )
+            })?;
+            let rule = match (raw.exact, raw.prefix, raw.present) {
+                (Some(exact), None, None) => {
+                    HeaderRule::Exact(self.header_value(&path.key("exact"), exact)?)
+                }
+                (None, Some(prefix), None) => {
+                    HeaderRule::Prefix(self.header_value(&path.key("prefix"), prefix)?)
+                }
+                (None, None, Some(true)) => HeaderRule::Present,
+                (None, None, Some(false)) => {
+                    return Err(self.error(
+                        &path.key("present"),
+                        "only `present: true` is supported; to match any request, remove this header rule",
+                    ));
+                }
+                _ => {
+                    return Err(self.error(
+                        &path,
+                        "set exactly one of `exact`, `prefix` or `present: true`, like `{ name: x-env, exact: canary }`",
+                    ));
+                }
+            };
+            headers.push(HeaderMatch { name, rule });
+        }
+        Ok(RouteMatch {
+            path: path_match,
+            headers,
+        })
+    }
+
+    fn upstream(&self, path: &FieldPath, raw: RawUpstream) -> Result<UpstreamConfig> {
+        let name = self.name(&path.key("name"), raw.name)?;
+        if raw.endpoints.is_empty() {
+            return Err(self.error(
+                &path.key("endpoints"),
+                "at least one endpoint is required, like `endpoints: [\"127.0.0.1:8080\"]`",
+            ));
+        }
+        for (i, endpoint) in raw.endpoints.iter().enumerate() {
+            if let Err(problem) = check_endpoint(endpoint) {
+                return Err(self.error(
+                    &path.key("endpoints").index(i),
+                    format!("invalid endpoint {endpoint:?}: {problem}; expected host:port, like 10.0.0.5:8080, app.internal:80 or [fd00::5]:8080"),
+                ));
+            }
+        }
+        let connect_timeout = match raw.connect_timeout {
+            None => Duration::from_secs(1),
+            Some(text) => self.duration(&path.key("connect_timeout"), &text, None)?,
+        };
+        let timeout = match raw.timeout {
+            None => Duration::from_secs(30),
+            Some(text) => self.duration(&path.key("timeout"), &text, None)?,
+        };
+        Ok(UpstreamConfig {
+            name,
+            endpoints: raw.endpoints,
+            protocol: raw.protocol,
+            connect_timeout,
+            timeout,
+        })
+    }
+
+    /// Names appear in metrics and logs, so they are kept to characters that need no quoting.
+    fn name(&self, path: &FieldPath, name: String) -> Result<String> {
+        if name.is_empty() {
+            return Err(self.error(path, "must not be empty"));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        {
+            return Err(self.error(
+                path,
+                format!("invalid name {name:?}: {bad:?} is not allowed; use only letters, digits, '_', '.' and '-'"),
+            ));
+        }
+        Ok(name)
+    }
+
+    fn socket_addr(&self, path: &FieldPath, text: &str) -> Result<SocketAddr> {
+        text.trim().parse().map_err(|_| {
+            self.error(
+                path,
+                format!("invalid address {text:?}: expected IP:port, like 0.0.0.0:8080 or [::1]:8080 (host names are not allowed here)"),
+            )
+        })
+    }
+
+    /// `max` is inclusive; every duration must be more than zero.
+    fn duration(&self, path: &FieldPath, text: &str, max: Option<Duration>) -> Result<Duration> {
+        let duration = humantime::parse_duration(text.trim()).map_err(|_| {
+            self.error(
+                path,
+                format!(
+                    "invalid duration {text:?}: expected a number followed by a unit, like 50ms"
+                ),
+            )
+        })?;
+        if duration.is_zero() {
+            return Err(self.error(
+                path,
+                format!("invalid duration {text:?}: must be more than 0"),
+            ));
+        }
+        if let Some(max) = max.filter(|max| duration > *max) {
+            return Err(self.error(
+                path,
+                format!(
+                    "invalid duration {text:?}: must be at most {}",
+                    humantime::format_duration(max)
+                ),
+            ));
+        }
+        Ok(duration)
+    }
+
+    /// `min` and `max` are inclusive.
+    fn size(&self, path: &FieldPath, raw: &RawSize, min: u64, max: u64) -> Result<u64> {
+        let text = &raw.0;
+        let bytes = parse_size(text)
+            .map_err(|problem| self.error(path, format!("invalid size {text:?}: {problem}")))?;
+        if bytes < min || bytes > max {
+            let range = if max == u64::MAX {
+                format!("at least {}", format_size(min))
+            } else {
+                format!("between {} and {}", format_size(min), format_size(max))
+            };
+            return Err(self.error(path, format!("invalid size {text:?}: must be {range}")));
+        }
+        Ok(bytes)
+    }
+
+    fn usize(&self, path: &FieldPath, bytes: u64) -> Result<usize> {
+        usize::try_from(bytes).map_err(|_| {
+            self.error(
+                path,
+                format!("{bytes} bytes is too large for this platform"),
+            )
+        })
+    }
+
+    fn http_path(&self, path: &FieldPath, value: String) -> Result<String> {
+        if !value.starts_with('/') {
+            return Err(self.error(
+                path,
+                format!(
+                    "invalid path {value:?}: must start with '/', like /{}",
+                    value.trim_start_matches('/')
+                ),
+            ));
+        }
+        Ok(value)
+    }
+
+    fn header_value(&self, path: &FieldPath, value: String) -> Result<String> {
+        if http::HeaderValue::from_str(&value).is_err() {
+            return Err(self.error(
+                path,
+                format!("invalid header value {value:?}: a request header can never contain it (control characters or non-ASCII)"),
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// `host:port`, where host is a DNS name, an IPv4 address or a bracketed IPv6 address.
+fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
+    if endpoint.contains("://") {
+        return Err("leave out the scheme");
+    }
+    if endpoint.contains('/') {
+        return Err("leave out the path");
+    }
+    let Some((host, port)) = endpoint.rsplit_once(':') else {
+        return Err("the port is missing");
+    };
+    match port.parse::<u16>() {
+        Ok(0) => return Err("port 0 cannot be connected to"),
+        Ok(_) => {}
+        Err(_) if port.is_empty() => return Err("the port is missing"),
+        Err(_) => return Err("the port is not a number from 1 to 65535"),
+    }
+    if let Some(ipv6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match ipv6.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err("the address in brackets is not an IPv6 address"),
+        };
+    }
+    if host.contains(':') {
+        return Err("put an IPv6 address in brackets");
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if host.is_empty() || host.len() > 253 || !host.trim_end_matches('.').split('.').all(label_ok) {
+        return Err("the host is not a valid name or IP address");
+    }
+    Ok(())
+}
+
+/// Parses `123`, `123B`, `64KiB`, `16MiB`, `1GiB` (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let unit = unit.trim_start();
+    if number.is_empty() {
+        return Err(
+            "expected a number of bytes, or a number followed by B, KiB, MiB or GiB, like 16MiB"
+                .to_owned(),
+        );
+    }
+    if unit.starts_with('.') {
+        return Err("use a whole number, like 1536MiB rather than 1.5GiB".to_owned());
+    }
+    let multiplier = match unit {
+        "" | "B" => 1,
+        "KiB" => KIB,
+        "MiB" => MIB,
+        "GiB" => GIB,
+        "TiB" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?}; use B, KiB, MiB or GiB (powers of 1024)"
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| "too large".to_owned())
+}
+
+/// The largest unit that divides `bytes` exactly, for messages.
+fn format_size(bytes: u64) -> String {
+    for (unit, size) in [("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// The listener already bound to `address`. Port 0 asks the system for a free port, so it
+/// never clashes.
+fn address_taken(address: SocketAddr, listeners: &[ListenerConfig]) -> Option<usize> {
+    listeners
+        .iter()
+        .position(|l| address.port() != 0 && l.address == address)
+}
+
+fn names<'n>(names: impl Iterator<Item = &'n String>) -> String {
+    names.map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        for (text, bytes) in [
+            ("0", 0),
+            ("1024", 1024),
+            ("7B", 7),
+            ("64KiB", 64 << 10),
+            ("16 MiB", 16 << 20),
+            ("1GiB", 1 << 30),
+            ("2TiB", 2 << 40),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for text in ["", "MiB", "1 MB", "1mib", "1.5GiB", "99999999999TiB", "-1"] {
+            assert!(parse_size(text).is_err(), "{text}");
+        }
+        assert_eq!(format_size(32 << 20), "32MiB");
+        assert_eq!(format_size(1536), "1536B");
+    }
+
+    #[test]
+    fn checks_endpoints() {
+        for ok in [
+            "127.0.0.1:80",
+            "app:8080",
+            "app.internal.:443",
+            "my_svc.ns.svc.cluster.local:9000",
+            "[::1]:1",
+        ] {
+            assert_eq!(check_endpoint(ok), Ok(()), "{ok}");
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! Prometheus metrics: the proxy's own, and the ones filters define through `weft:filter/metrics`.
+//!
+//! Everything is registered in one [`Registry`] served on the admin endpoint. Hot-path updates
+//! never touch the registry's lock: handles are resolved once (per route and status, per filter
+//! and hook) and updated through prometheus-client's atomics afterwards.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of the request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    listener: String,
+    route: String,
+    upstream: String,
+    status: u16,
+}
+
+/// Labels of per-filter metrics kept by the proxy.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterHookLabels {
+    filter: String,
+    hook: &'static str,
+}
+
+/// Labels of filter failures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterErrorLabels {
+    filter: String,
+    kind: &'static str,
+}
+
+/// Labels of a filter-defined metric: `filter` first, then the filter's own.
+pub(crate) type DynLabels = Vec<(String, String)>;
+
+/// All metrics of one proxy process.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    hook_durations: Family<FilterHookLabels, Histogram, fn() -> Histogram>,
+    filter_errors: Family<FilterErrorLabels, Counter>,
+    filters: Arc<FilterMetricRegistry>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 10 µs .. ~42 s: covers a filter call and a slow upstream alike.
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 23))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics with its own registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("weft");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let hook_durations =
+            Family::<FilterHookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        let filter_errors = Family::<FilterErrorLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests completed, by listener, route, upstream and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head received to response head sent",
+            durations.clone(),
+        );
+        registry.register(
+            "filter_call_duration_seconds",
+            "Time spent in one filter hook call, by filter and hook",
+            hook_durations.clone(),
+        );
+        registry.register(
+            "filter_errors",
+            "Filter failures by filter and kind (trap, timeout, invalid_action, instantiate, metric)",
+            filter_errors.clone(),
+        );
+        let registry = Arc::new(Mutex::new(registry));
+        let filters = Arc::new(FilterMetricRegistry {
+            entries: Mutex::new(HashMap::new()),
+            errors: filter_errors.clone(),
+            registry: registry.clone(),
+        });
+        Self {
+            registry,
+            requests,
+            durations,
+            hook_durations,
+            filter_errors,
+            filters,
+        }
+    }
+
+    /// The registry of filter-defined metrics.
+    pub(crate) fn filter_registry(&self) -> Arc<FilterMetricRegistry> {
+        self.filters.clone()
+    }
+
+    /// Handles for the request metrics of one route (or of requests that matched none).
+    pub(crate) fn route(&self, listener: &str, route: &str, upstream: &str) -> RouteMetrics {
+        RouteMetrics {
+            requests: self.requests.clone(),
+            durations: self.durations.clone(),
+            listener: listener.to_owned(),
+            route: route.to_owned(),
+            upstream: upstream.to_owned(),
+            by_status: Arc::new(RwLock::new(Vec::new())),
+        }
+    }
+
+    /// The call-duration histogram of one filter hook.
+    pub(crate) fn hook(&self, filter: &str, hook: &'static str) -> Histogram {
+        self.hook_durations
+            .get_or_create(&FilterHookLabels {
+                filter: filter.to_owned(),
+                hook,
+            })
+            .clone()
+    }
+
+    /// The failure counter of one filter and failure kind.
+    pub(crate) fn filter_error(&self, filter: &str, kind: &'static str) -> Counter {
+        self.filter_errors
+            .get_or_create(&FilterErrorLabels {
+                filter: filter.to_owned(),
+                kind,
+            })
+            .clone()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// Request metric handles of one route, cached per status so a request costs no allocation.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteMetrics {
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    listener: String,
+    route: String,
+    upstream: String,
+    by_status: Arc<RwLock<Vec<(u16, Counter, Histogram)>>>,
+}
+
+impl RouteMetrics {
+    /// Count one completed request.
+    pub(crate) fn record(&self, status: u16, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        {
+            let cached = self
+                .by_status
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, count, hist)) = cached.iter().find(|(s, _, _)| *s == status) {
+                count.inc();
+                hist.observe(seconds);
+                return;
+            }
+        }
+        let labels = RequestLabels {
+            listener: self.listener.clone(),
+            route: self.route.clone(),
+            upstream: self.upstream.clone(),
+            status,
+        };
+        let count = self.requests.get_or_create(&labels).clone();
+        let hist = self.durations.get_or_create(&labels).clone();
+        count.inc();
+        hist.observe(seconds);
+        let mut cached = self
+            .by_status
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !cached.iter().any(|(s, _, _)| *s == status) {
+            cached.push((status, count, hist));
+        }
+    }
+}
+
+/// What kind of metric a filter defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Builds histograms with a filter's bucket bounds.
+#[derive(Debug, Clone)]
+pub(crate) struct Buckets(Arc<[f64]>);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+/// The series family behind a filter-defined metric.
+#[derive(Debug)]
+pub(crate) enum FamilyOf {
+    Counter(Family<DynLabels, Counter>),
+    Gauge(Family<DynLabels, Gauge>),
+    Histogram(Family<DynLabels, Histogram, Buckets>),
+}
+
+/// One metric defined by a filter, shared by every filter and instance that defines it
+/// identically.
+#[derive(Debug)]
+pub(crate) struct MetricEntry {
+    pub(crate) kind: MetricKind,
+    pub(crate) label_names: Vec<String>,
+    buckets: Option<Arc<[f64]>>,
+    pub(crate) family: FamilyOf,
+}
+
+/// Why a filter's metric definition was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum DefineFailure {
+    InvalidName(String),
+    Conflict(String),
+    InvalidBuckets,
+}
+
+/// The metrics filters have defined, by name.
+#[derive(Debug)]
+pub(crate) struct FilterMetricRegistry {
+    entries: Mutex<HashMap<String, Arc<MetricEntry>>>,
+    errors: Family<FilterErrorLabels, Counter>,
+    registry: Arc<Mutex<Registry>>,
+}
+
+fn valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 128
+}
+
+impl FilterMetricRegistry {
+    /// Define a metric, or return the existing one when it was defined identically.
+    pub(crate) fn define(
+        &self,
+        kind: MetricKind,
+        name: &str,
+        help: &str,
+        labels: Vec<String>,
+        buckets: Option<Vec<f64>>,
+    ) -> Result<Arc<MetricEntry>, DefineFailure> {
+        if !valid_metric_name(name) {
+            return Err(DefineFailure::InvalidName(format!(
+                "metric name {name:?} must match [a-z_][a-z0-9_]*"
+            )));
+        }
+        for label in &labels {
+            if !valid_metric_name(label) || label == "filter" {
+                return Err(DefineFailure::InvalidName(format!(
+                    "label name {label:?} must match [a-z_][a-z0-9_]* and not be `filter`"
+                )));
+            }
+        }
+        let buckets: Option<Arc<[f64]>> = match buckets {
+            Some(b) => {
+                let ok = !b.is_empty()
+                    && b.iter().all(|v| v.is_finite())
+                    && b.windows(2).all(|w| w[0] < w[1]);
+                if !ok {
+                    return Err(DefineFailure::InvalidBuckets);
+                }
+                Some(b.into())
+            }
+            None => None,
+        };
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = entries.get(name) {
+            if existing.kind == kind
+                && existing.label_names == labels
+                && existing.buckets == buckets
+            {
+                return Ok(existing.clone());
+            }
+            return Err(DefineFailure::Conflict(format!(
+                "metric {name:?} is already defined as a {:?} with labels {:?}",
+                existing.kind, existing.label_names
+            )));
+        }
+        let family = match (kind, &buckets) {
+            (MetricKind::Counter, _) => FamilyOf::Counter(Family::default()),
+            (MetricKind::Gauge, _) => FamilyOf::Gauge(Family::default()),
+            (MetricKind::Histogram, Some(b)) => {
+                FamilyOf::Histogram(Family::new_with_constructor(Buckets(b.clone())))
+            }
+            (MetricKind::Histogram, None) => return Err(DefineFailure::InvalidBuckets),
+        };
+        let full_name = format!("filter_{name}");
+        {
+            let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+            match &family {
+                FamilyOf::Counter(f) => registry.register(full_name, help, f.clone()),
+                FamilyOf::Gauge(f) => registry.register(full_name, help, f.clone()),
+                FamilyOf::Histogram(f) => registry.register(full_name, help, f.clone()),
+            }
+        }
+        let entry = Arc::new(MetricEntry {
+            kind,
+            label_names: labels,
+            buckets,
+            family,
+        });
+        entries.insert(name.to_owned(), entry.clone());
+        Ok(entry)
+    }
+
+    /// Count a dropped metric update of `filter`.
+    pub(crate) fn count_error(&self, filter: &str) {
+        self.errors
+            .get_or_create(&FilterErrorLabels {
+                filter: filter.to_owned(),
+                kind: "metric",
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_metric_definitions_are_shared_and_checked() {
+        let metrics = Metrics::new();
+        let reg = metrics.filter_registry();
+        let a = reg
+            .define(
+                MetricKind::Counter,
+                "hits",
+                "h",
+                vec!["method".into()],
+                None,
+            )
+            .expect("first definition");
+        let b = reg
+            .define(
+                MetricKind::Counter,
+                "hits",
+                "h",
+                vec!["method".into()],
+                None,
+            )
+            .expect("identical redefinition");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(matches!(
+            reg.define(MetricKind::Gauge, "hits", "h", vec![], None),
+            Err(DefineFailure::Conflict(_))
+        ));
+        assert!(matches!(
+            reg.define(MetricKind::Counter, "Bad-Name", "h", vec![], None),
+            Err(DefineFailure::InvalidName(_))
+        ));
+        assert!(matches!(
+            reg.define(MetricKind::Counter, "x", "h", vec!["filter".into()], None),
+            Err(DefineFailure::InvalidName(_))
+        ));
+        assert_eq!(
+            reg.define(
+                MetricKind::Histogram,
+                "h",
+                "h",
+                vec![],
+                Some(vec![2.0, 1.0])
+            )
+            .err(),
+            Some(DefineFailure::InvalidBuckets)
+        );
+        if let FamilyOf::Counter(f) = &a.family {
+            f.get_or_create(&vec![
+                ("filter".to_owned(), "demo".to_owned()),
+                ("method".to_owned(), "GET".to_owned()),
+            ])
+            .inc();
+        }
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"weft_filter_hits_total{filter="demo",method="GET"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn route_metrics_count_by_status() {
+        let metrics = Metrics::new();
+        let route = metrics.route("inbound", "api", "app");
+        route.record(200, Duration::from_millis(1));
+        route.record(200, Duration::from_millis(2));
+        route.record(503, Duration::from_millis(2));
+        let text = metrics.encode();
+        assert!(text.contains(
+            r#"weft_requests_total{listener="inbound",route="api",upstream="app",status="200"} 2"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"weft_requests_total{listener="inbound",route="api",upstream="app",status="503"} 1"#
+        ), "{text}");
+    }
+}

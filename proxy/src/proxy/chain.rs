@@ -1,0 +1,170 @@
+//! A route's filter chain, and one request's trip through it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::{FailurePolicy, Isolation};
+use crate::runtime::{
+    FilterFailure, Lease, LoadedFilter, RequestHead, RequestInfo, ResponseHead, Verdict,
+};
+
+/// The filters of one route, in order, with what they declared folded together.
+#[derive(Debug, Default)]
+pub(crate) struct Chain {
+    filters: Vec<Arc<LoadedFilter>>,
+    /// Some filter wants `on-request-headers`.
+    pub(crate) request_headers: bool,
+    /// Some filter wants the request body buffered.
+    pub(crate) request_body: bool,
+    /// Some filter wants `on-response-headers`.
+    pub(crate) response_headers: bool,
+    /// Some filter wants the response body buffered.
+    pub(crate) response_body: bool,
+    per_request: bool,
+}
+
+/// What the chain decided.
+pub(crate) enum Outcome {
+    /// Go on.
+    Continue,
+    /// Send this response.
+    Respond(http::Response<Bytes>),
+    /// A fail-closed filter failed.
+    Failed(FilterFailure),
+}
+
+impl Chain {
+    pub(crate) fn new(filters: Vec<Arc<LoadedFilter>>) -> Self {
+        let any = |f: fn(&LoadedFilter) -> bool| filters.iter().any(|x| f(x));
+        Self {
+            request_headers: any(|f| f.hooks().request_headers),
+            request_body: any(|f| f.hooks().request_body),
+            response_headers: any(|f| f.hooks().response_headers),
+            response_body: any(|f| f.hooks().response_body),
+            per_request: any(|f| f.isolation() == Isolation::PerRequest),
+            filters,
+        }
+    }
+
+    /// Instances held for one request; allocates only when a filter is isolated per request.
+    pub(crate) fn leases(&self) -> Leases {
+        Leases {
+            held: if self.per_request {
+                (0..self.filters.len()).map(|_| Lease::default()).collect()
+            } else {
+                Vec::new()
+            },
+            scratch: Lease::default(),
+        }
+    }
+
+    /// Run `call` over the filters that declared a hook, forward or in reverse, stopping at the
+    /// first local reply or fail-closed failure. Fail-open failures skip the filter.
+    fn run(
+        &self,
+        leases: &mut Leases,
+        reverse: bool,
+        wants: fn(&LoadedFilter) -> bool,
+        mut call: impl FnMut(&LoadedFilter, &mut Lease) -> Result<Verdict, FilterFailure>,
+    ) -> Outcome {
+        let mut step = |i: usize| -> Option<Outcome> {
+            let filter = &self.filters[i];
+            if !wants(filter) {
+                return None;
+            }
+            match call(filter, leases.get(i)) {
+                Ok(Verdict::Continue) => None,
+                Ok(Verdict::Respond(r)) => Some(Outcome::Respond(r)),
+                Err(failure) => {
+                    filter.record_failure(&failure);
+                    match filter.failure_policy() {
+                        FailurePolicy::FailOpen => None,
+                        FailurePolicy::FailClosed => Some(Outcome::Failed(failure)),
+                    }
+                }
+            }
+        };
+        let found = if reverse {
+            (0..self.filters.len()).rev().find_map(&mut step)
+        } else {
+            (0..self.filters.len()).find_map(&mut step)
+        };
+        found.unwrap_or(Outcome::Continue)
+    }
+
+    pub(crate) fn on_request_headers(
+        &self,
+        leases: &mut Leases,
+        head: &mut RequestHead,
+        info: &RequestInfo,
+    ) -> Outcome {
+        self.run(
+            leases,
+            false,
+            |f| f.hooks().request_headers,
+            |f, l| f.on_request_headers(l, head, info),
+        )
+    }
+
+    pub(crate) fn on_request_body(
+        &self,
+        leases: &mut Leases,
+        head: &mut RequestHead,
+        info: &RequestInfo,
+        body: &mut Bytes,
+    ) -> Outcome {
+        self.run(
+            leases,
+            false,
+            |f| f.hooks().request_body,
+            |f, l| f.on_request_body(l, head, info, body),
+        )
+    }
+
+    pub(crate) fn on_response_headers(
+        &self,
+        leases: &mut Leases,
+        request: &Arc<RequestHead>,
+        info: &RequestInfo,
+        head: &mut ResponseHead,
+    ) -> Outcome {
+        self.run(
+            leases,
+            true,
+            |f| f.hooks().response_headers,
+            |f, l| f.on_response_headers(l, request, info, head),
+        )
+    }
+
+    pub(crate) fn on_response_body(
+        &self,
+        leases: &mut Leases,
+        request: &Arc<RequestHead>,
+        info: &RequestInfo,
+        head: &mut ResponseHead,
+        body: &mut Bytes,
+    ) -> Outcome {
+        self.run(
+            leases,
+            true,
+            |f| f.hooks().response_body,
+            |f, l| f.on_response_body(l, request, info, head, body),
+        )
+    }
+}
+
+/// The instances one request holds, for filters isolated per request.
+pub(crate) struct Leases {
+    held: Vec<Lease>,
+    scratch: Lease,
+}
+
+impl Leases {
+    fn get(&mut self, i: usize) -> &mut Lease {
+        match self.held.get_mut(i) {
+            Some(lease) => lease,
+            None => &mut self.scratch,
+        }
+    }
+}

@@ -1,0 +1,766 @@
+//! The data plane: listeners, routing, the filter chain around each request, and upstreams.
+
+mod admin;
+pub(crate) mod body;
+mod chain;
+pub(crate) mod hop;
+mod upstream;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use self::body::ProxyBody;
+use self::chain::{Chain, Outcome};
+use self::upstream::Upstream;
+use crate::config::{
+    Config, ConfigError, Direction, FilterOverride, HeaderRule, Limits, ListenerConfig, PathMatch,
+    RouteMatch,
+};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::runtime::{
+    FilterFailure, FilterSpec, LoadError, LoadedFilter, Module, RequestHead, RequestInfo,
+    ResponseHead, Runtime, RuntimeOptions,
+};
+
+/// How long shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A filter could not be loaded or configured.
+    #[error("listener \"{listener}\", filter \"{filter}\" (module {}): {source}", module.display())]
+    Filter {
+        /// The listener the filter belongs to.
+        listener: String,
+        /// The filter's name.
+        filter: String,
+        /// Its module path.
+        module: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: Box<LoadError>,
+    },
+    /// The wasm runtime could not start.
+    #[error(transparent)]
+    Runtime(LoadError),
+    /// A listener or the admin endpoint could not bind its address.
+    #[error("{what}: cannot listen on {address}: {source}")]
+    Bind {
+        /// `listener "name"` or `admin`.
+        what: String,
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Entry point of the data plane.
+#[derive(Debug)]
+pub struct Proxy;
+
+/// Everything a config loads, ready to serve but not yet bound.
+#[derive(Debug)]
+pub struct Loaded {
+    listeners: Vec<(Arc<ListenerState>, SocketAddr)>,
+    admin: Option<SocketAddr>,
+    metrics: Arc<Metrics>,
+}
+
+impl Loaded {
+    /// How many filter instances (listener filters and route overrides) were configured.
+    pub fn filter_count(&self) -> usize {
+        self.listeners.iter().map(|(l, _)| l.filters).sum()
+    }
+
+    /// How many listeners the config declares.
+    pub fn listener_count(&self) -> usize {
+        self.listeners.len()
+    }
+}
+
+impl Proxy {
+    /// Compile every module and configure every filter of `config`, without binding anything.
+    /// This is what `weft-proxy check` runs.
+    pub fn load(config: &Config) -> Result<Loaded, Error> {
+        let metrics = Arc::new(Metrics::new());
+        let options = RuntimeOptions {
+            cache_dir: config
+                .cache_dir
+                .clone()
+                .or_else(|| RuntimeOptions::default().cache_dir),
+            ..RuntimeOptions::default()
+        };
+        let runtime = Runtime::new(options, metrics.clone()).map_err(Error::Runtime)?;
+        let upstreams: HashMap<&str, Arc<Upstream>> = config
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), Arc::new(Upstream::new(u))))
+            .collect();
+        let mut modules = HashMap::new();
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|l| {
+                let state = load_listener(
+                    l,
+                    &config.limits,
+                    &runtime,
+                    &mut modules,
+                    &upstreams,
+                    &metrics,
+                )?;
+                Ok((Arc::new(state), l.address))
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Loaded {
+            listeners,
+            admin: config.admin.as_ref().map(|a| a.address),
+            metrics,
+        })
+    }
+
+    /// Load `config`, bind its listeners and admin endpoint, and serve until shut down.
+    pub async fn start(config: Config) -> Result<RunningProxy, Error> {
+        // Compiling modules is CPU work; keep it off the async workers.
+        let loaded = tokio::task::spawn_blocking(move || Proxy::load(&config))
+            .await
+            .map_err(|e| Error::Runtime(LoadError::Engine(format!("loader panicked: {e}"))))??;
+        Self::serve(loaded).await
+    }
+
+    /// Bind and serve what [`Proxy::load`] prepared.
+    pub async fn serve(loaded: Loaded) -> Result<RunningProxy, Error> {
+        let (shutdown, _) = watch::channel(false);
+        let ready = Arc::new(AtomicBool::new(false));
+        let mut tasks = JoinSet::new();
+        let mut addrs = Vec::new();
+        for (state, address) in loaded.listeners {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| Error::Bind {
+                    what: format!("listener \"{}\"", state.name),
+                    address,
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| Error::Bind {
+                what: format!("listener \"{}\"", state.name),
+                address,
+                source,
+            })?;
+            tracing::info!(listener = &*state.name, address = %local, "listening");
+            addrs.push((state.name.to_string(), local));
+            tasks.spawn(accept_loop(listener, state, shutdown.subscribe()));
+        }
+        let admin = match loaded.admin {
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|source| Error::Bind {
+                        what: "admin".into(),
+                        address,
+                        source,
+                    })?;
+                let local = listener.local_addr().map_err(|source| Error::Bind {
+                    what: "admin".into(),
+                    address,
+                    source,
+                })?;
+                tracing::info!(address = %local, "admin endpoint listening");
+                tasks.spawn(admin::serve(
+                    listener,
+                    loaded.metrics.clone(),
+                    ready.clone(),
+                    shutdown.subscribe(),
+                ));
+                Some(local)
+            }
+            None => None,
+        };
+        ready.store(true, Ordering::Release);
+        Ok(RunningProxy {
+            listeners: addrs,
+            admin,
+            shutdown,
+            tasks,
+            metrics: loaded.metrics,
+        })
+    }
+}
+
+/// A proxy that is serving.
+#[derive(Debug)]
+pub struct RunningProxy {
+    listeners: Vec<(String, SocketAddr)>,
+    admin: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl RunningProxy {
+    /// The bound address of listener `name`.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+    }
+
+    /// The bound address of the admin endpoint.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// The proxy's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stop accepting, let in-flight requests finish (up to a deadline), and return.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// A listener's routes and limits.
+#[derive(Debug)]
+struct ListenerState {
+    name: Arc<str>,
+    direction: Direction,
+    routes: Vec<Route>,
+    limits: Limits,
+    /// Filters configured: the listener's chain plus per-route config overrides.
+    filters: usize,
+    /// Requests that matched no route.
+    unmatched: RouteMetrics,
+}
+
+/// One route: how to match, where to send, which filters run.
+#[derive(Debug)]
+struct Route {
+    name: Arc<str>,
+    matcher: RouteMatch,
+    upstream: Arc<Upstream>,
+    timeout: Duration,
+    chain: Chain,
+    metrics: RouteMetrics,
+}
+
+impl Route {
+    fn matches(&self, head: &RequestHead) -> bool {
+        let path = head.uri.path();
+        let path_ok = match &self.matcher.path {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        };
+        path_ok
+            && self.matcher.headers.iter().all(|m| {
+                let mut values = head.headers.get_all(&m.name).iter();
+                match &m.rule {
+                    HeaderRule::Present => values.next().is_some(),
+                    HeaderRule::Exact(v) => values.any(|x| x.as_bytes() == v.as_bytes()),
+                    HeaderRule::Prefix(v) => values.any(|x| x.as_bytes().starts_with(v.as_bytes())),
+                }
+            })
+    }
+}
+
+fn load_listener(
+    config: &ListenerConfig,
+    limits: &Limits,
+    runtime: &Runtime,
+    modules: &mut HashMap<PathBuf, Arc<Module>>,
+    upstreams: &HashMap<&str, Arc<Upstream>>,
+    metrics: &Metrics,
+) -> Result<ListenerState, Error> {
+    let filter_error = |filter: &str, module: &std::path::Path, source| Error::Filter {
+        listener: config.name.clone(),
+        filter: filter.to_owned(),
+        module: module.to_owned(),
+        source: Box::new(source),
+    };
+    let mut load = |f: &crate::config::FilterConfig, cfg: &serde_json::Value| {
+        let module = match modules.get(&f.module) {
+            Some(m) => m.clone(),
+            None => {
+                let m = runtime
+                    .load_module(&f.module)
+                    .map_err(|e| filter_error(&f.name, &f.module, e))?;
+                modules.insert(f.module.clone(), m.clone());
+                m
+            }
+        };
+        runtime
+            .load_filter(FilterSpec {
+                name: &f.name,
+                module,
+                config: cfg,
+                failure_policy: f.failure_policy,
+                isolation: f.isolation,
+                time_budget: f.time_budget,
+                max_memory_bytes: f.max_memory_bytes,
+            })
+            .map_err(|e| filter_error(&f.name, &f.module, e))
+    };
+    let base: Vec<Arc<LoadedFilter>> = config
+        .filters
+        .iter()
+        .map(|f| load(f, &f.config))
+        .collect::<Result<_, _>>()?;
+    let mut filters = base.len();
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for r in &config.routes {
+        let mut chain = Vec::with_capacity(base.len());
+        for (f, loaded) in config.filters.iter().zip(&base) {
+            match r.filters.get(&f.name) {
+                None => chain.push(loaded.clone()),
+                Some(FilterOverride::Disabled) => {}
+                Some(FilterOverride::Config(cfg)) => {
+                    chain.push(load(f, cfg)?);
+                    filters += 1;
+                }
+            }
+        }
+        // The config was validated: every route names a known upstream.
+        let Some(upstream) = upstreams.get(r.upstream.as_str()) else {
+            return Err(Error::Config(ConfigError {
+                file: PathBuf::new(),
+                line: None,
+                column: None,
+                field: format!("listeners.{}.routes.{}.upstream", config.name, r.name),
+                message: format!("unknown upstream {:?}", r.upstream),
+            }));
+        };
+        routes.push(Route {
+            name: r.name.as_str().into(),
+            matcher: r.matcher.clone(),
+            timeout: r.timeout.unwrap_or(upstream.timeout),
+            metrics: metrics.route(&config.name, &r.name, &upstream.name),
+            upstream: upstream.clone(),
+            chain: Chain::new(chain),
+        });
+    }
+    Ok(ListenerState {
+        name: config.name.as_str().into(),
+        direction: config.direction,
+        routes,
+        limits: limits.clone(),
+        filters,
+        unmatched: metrics.route(&config.name, "none", "none"),
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<ListenerState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(state.limits.max_request_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(
+            u32::try_from(state.limits.max_request_header_bytes).unwrap_or(u32::MAX),
+        );
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(listener = &*state.name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, client, req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(client = %client, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = &*state.name,
+            "in-flight requests did not finish before the drain deadline"
+        );
+    }
+}
+
+/// A plain-text response from the proxy itself.
+fn reply(status: StatusCode, message: String) -> Response<ProxyBody> {
+    let mut response = Response::new(body::full(message));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn filter_failed(failure: &FilterFailure) -> Response<ProxyBody> {
+    // The client learns which filter failed, not why: the detail is in the log and metrics.
+    reply(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("weft: filter \"{}\" failed\n", failure.filter),
+    )
+}
+
+fn local(response: Response<Bytes>) -> Response<ProxyBody> {
+    response.map(body::full)
+}
+
+async fn handle(
+    listener: &ListenerState,
+    client: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let (parts, incoming) = request.into_parts();
+    let head = RequestHead {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+    };
+    let access = tracing::enabled!(target: "weft::access", tracing::Level::INFO)
+        .then(|| (head.method.clone(), head.uri.clone()));
+    let route = listener.routes.iter().find(|r| r.matches(&head));
+    let (response, metrics, route_name, upstream) = match route {
+        Some(route) => {
+            let info = RequestInfo {
+                client: Some(client),
+                listener: listener.name.clone(),
+                direction: listener.direction,
+                route: Some(route.name.clone()),
+            };
+            let response = forward(listener, route, head, incoming, info).await;
+            (
+                response,
+                &route.metrics,
+                &*route.name,
+                &*route.upstream.name,
+            )
+        }
+        None => (
+            reply(StatusCode::NOT_FOUND, "weft: no route matched\n".into()),
+            &listener.unmatched,
+            "none",
+            "none",
+        ),
+    };
+    let elapsed = start.elapsed();
+    metrics.record(response.status().as_u16(), elapsed);
+    if let Some((method, uri)) = access {
+        tracing::info!(
+            target: "weft::access",
+            listener = &*listener.name,
+            client = %client,
+            method = %method,
+            path = %uri.path(),
+            route = route_name,
+            upstream,
+            status = response.status().as_u16(),
+            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+    }
+    response
+}
+
+/// Run the chain around one upstream exchange.
+async fn forward(
+    listener: &ListenerState,
+    route: &Route,
+    mut head: RequestHead,
+    incoming: Incoming,
+    info: RequestInfo,
+) -> Response<ProxyBody> {
+    let chain = &route.chain;
+    let limits = &listener.limits;
+    let mut leases = chain.leases();
+
+    if chain.request_headers {
+        match chain.on_request_headers(&mut leases, &mut head, &info) {
+            Outcome::Continue => {}
+            Outcome::Respond(r) => return local(r),
+            Outcome::Failed(f) => return filter_failed(&f),
+        }
+    }
+
+    let declared_len = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > limits.max_request_body_bytes) {
+        return reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "weft: request body exceeds the limit of {} bytes\n",
+                limits.max_request_body_bytes
+            ),
+        );
+    }
+
+    let request_body = if chain.request_body {
+        let limit = limits.max_buffered_body_bytes as u64;
+        let collected = match body::Limited::new(incoming, limit).collect().await {
+            Ok(c) => c,
+            Err(e) if body::is_too_large(&*e) => {
+                return reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("weft: request body exceeds the {limit} bytes a filter may buffer\n"),
+                );
+            }
+            Err(e) => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    format!("weft: could not read the request body: {e}\n"),
+                );
+            }
+        };
+        let trailers = collected.trailers().cloned();
+        let mut bytes = collected.to_bytes();
+        match chain.on_request_body(&mut leases, &mut head, &info, &mut bytes) {
+            Outcome::Continue => {}
+            Outcome::Respond(r) => return local(r),
+            Outcome::Failed(f) => return filter_failed(&f),
+        }
+        head.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        body::with_trailers(bytes, trailers)
+    } else {
+        body::Limited::new(incoming, limits.max_request_body_bytes).boxed_unsync()
+    };
+
+    // Response hooks see the request as the request hooks left it.
+    let wants_response = chain.response_headers || chain.response_body;
+    let shared_head = wants_response.then(|| Arc::new(head.clone()));
+
+    let upstream = &route.upstream;
+    let request = match upstream_request(head, request_body, &info, upstream) {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let downstream_version = request.version();
+    let response =
+        match tokio::time::timeout(route.timeout, upstream.send(request, downstream_version)).await
+        {
+            Err(_) => {
+                return reply(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "weft: upstream \"{}\" timed out after {}\n",
+                        upstream.name,
+                        humantime::format_duration(route.timeout)
+                    ),
+                );
+            }
+            Ok(Err(e)) => return upstream_error(&upstream.name, &e, limits),
+            Ok(Ok(r)) => r,
+        };
+
+    let (parts, upstream_body) = response.into_parts();
+    let mut rhead = ResponseHead {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+    };
+    hop::strip(&mut rhead.headers, false);
+    let Some(shared_head) = shared_head else {
+        return finish(rhead, upstream_body.map_err(Into::into).boxed_unsync());
+    };
+
+    if chain.response_headers {
+        match chain.on_response_headers(&mut leases, &shared_head, &info, &mut rhead) {
+            Outcome::Continue => {}
+            Outcome::Respond(r) => return local(r),
+            Outcome::Failed(f) => return filter_failed(&f),
+        }
+    }
+    if !chain.response_body {
+        return finish(rhead, upstream_body.map_err(Into::into).boxed_unsync());
+    }
+    let limit = limits.max_buffered_body_bytes as u64;
+    let collected = match body::Limited::new(upstream_body, limit).collect().await {
+        Ok(c) => c,
+        Err(e) if body::is_too_large(&*e) => {
+            return reply(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "weft: response body from upstream \"{}\" exceeds the {limit} bytes a filter may buffer\n",
+                    upstream.name
+                ),
+            );
+        }
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "weft: upstream \"{}\" failed while sending its body: {e}\n",
+                    upstream.name
+                ),
+            );
+        }
+    };
+    let trailers = collected.trailers().cloned();
+    let mut bytes = collected.to_bytes();
+    match chain.on_response_body(&mut leases, &shared_head, &info, &mut rhead, &mut bytes) {
+        Outcome::Continue => {}
+        Outcome::Respond(r) => return local(r),
+        Outcome::Failed(f) => return filter_failed(&f),
+    }
+    rhead
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    finish(rhead, body::with_trailers(bytes, trailers))
+}
+
+fn finish(head: ResponseHead, body: ProxyBody) -> Response<ProxyBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response
+}
+
+/// Turn the filtered request head into the request sent upstream.
+#[allow(clippy::result_large_err)]
+fn upstream_request(
+    mut head: RequestHead,
+    body: ProxyBody,
+    info: &RequestInfo,
+    upstream: &Upstream,
+) -> Result<Request<ProxyBody>, Response<ProxyBody>> {
+    hop::strip(&mut head.headers, true);
+    if let Some(client) = info.client {
+        let ip = client.ip().to_string();
+        let value = match head
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prior) => format!("{prior}, {ip}"),
+            None => ip,
+        };
+        if let Ok(v) = HeaderValue::try_from(value) {
+            head.headers.insert("x-forwarded-for", v);
+        }
+    }
+    if !head.headers.contains_key("x-forwarded-proto") {
+        head.headers
+            .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    // The request keeps its authority (Host / :authority); the connector decides where to go.
+    let authority = head
+        .authority()
+        .map(str::to_owned)
+        .unwrap_or_else(|| upstream.name.to_string());
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(authority.as_str())
+        .path_and_query(head.path_and_query())
+        .build()
+        .map_err(|_| {
+            reply(
+                StatusCode::BAD_REQUEST,
+                format!("weft: invalid request authority {authority:?}\n"),
+            )
+        })?;
+    if head.version != http::Version::HTTP_2
+        && !head.headers.contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(&authority)
+    {
+        head.headers.insert(header::HOST, v);
+    }
+    let mut request = Request::new(body);
+    *request.method_mut() = head.method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers;
+    Ok(request)
+}
+
+fn upstream_error(
+    name: &str,
+    error: &hyper_util::client::legacy::Error,
+    limits: &Limits,
+) -> Response<ProxyBody> {
+    if body::is_too_large(error) {
+        return reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "weft: request body exceeds the limit of {} bytes\n",
+                limits.max_request_body_bytes
+            ),
+        );
+    }
+    if error.is_connect() {
+        tracing::warn!(upstream = name, error = %error_chain(error), "upstream connect failed");
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("weft: upstream \"{name}\" unavailable: connection failed\n"),
+        );
+    }
+    tracing::warn!(upstream = name, error = %error_chain(error), "upstream request failed");
+    reply(
+        StatusCode::BAD_GATEWAY,
+        format!("weft: upstream \"{name}\" failed: invalid or interrupted response\n"),
+    )
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}

@@ -1,0 +1,132 @@
+//! Host side of every interface in the `host` world, and the per-store state they work on.
+//!
+//! One [`HostState`] lives in each wasmtime `Store`, that is in each filter instance. Between
+//! hook calls it holds nothing of any request: the proxy lends a request, response or body to
+//! it for exactly one call ([`CallState`]) and takes it back afterwards, so a guest can never
+//! observe another request's data.
+
+pub(crate) mod clock;
+pub(crate) mod http;
+pub(crate) mod log;
+pub(crate) mod metrics;
+pub(crate) mod random;
+pub(crate) mod wasi;
+
+use std::sync::Arc;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use self::clock::{Clock, SystemClock};
+pub use self::http::{RequestHead, RequestInfo, ResponseHead};
+use self::metrics::InstanceMetrics;
+use crate::metrics::FilterMetricRegistry;
+
+/// Longest panic message kept from a guest; the rest is cut off.
+const MAX_PANIC_MESSAGE: usize = 4 * 1024;
+
+/// State of one filter instance (one wasmtime store).
+pub(crate) struct HostState {
+    /// The filter's name, for logs and errors.
+    pub(crate) filter: Arc<str>,
+    /// What the current hook call may see and change.
+    pub(crate) call: CallState,
+    /// The message the guest's panic hook reported before trapping, if any.
+    pub(crate) panic: Option<String>,
+    pub(crate) limits: StoreLimits,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: InstanceMetrics,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub(crate) fn new(
+        filter: Arc<str>,
+        max_memory_bytes: usize,
+        clock: Arc<dyn Clock>,
+        registry: Arc<FilterMetricRegistry>,
+    ) -> Self {
+        // Filters get no filesystem, network, environment or arguments; stdout and stderr are
+        // discarded. WASI is linked only because Rust's std imports it (e.g. `HashMap` seeds).
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let limits = wasmtime::StoreLimitsBuilder::new()
+            .memory_size(max_memory_bytes)
+            .instances(64)
+            .tables(64)
+            .memories(4)
+            .build();
+        Self {
+            metrics: InstanceMetrics::new(filter.clone(), registry),
+            filter,
+            call: CallState::default(),
+            panic: None,
+            limits,
+            clock,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+
+    pub(crate) fn record_panic(&mut self, mut message: String) {
+        if message.len() > MAX_PANIC_MESSAGE {
+            let mut end = MAX_PANIC_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        self.panic = Some(message);
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The request, response and body lent to the guest for one hook call.
+#[derive(Default)]
+pub(crate) struct CallState {
+    pub(crate) request: RequestRef,
+    pub(crate) info: Option<RequestInfo>,
+    pub(crate) response: Option<ResponseHead>,
+    pub(crate) body: Option<bytes::Bytes>,
+}
+
+/// How the current call holds the request head.
+// Boxing `Mutable` would allocate on every hook call; there is one of these per instance.
+#[allow(clippy::large_enum_variant)]
+#[derive(Default)]
+pub(crate) enum RequestRef {
+    /// No request in scope (e.g. during `configure`).
+    #[default]
+    None,
+    /// Request hooks: the guest may edit it.
+    Mutable(RequestHead),
+    /// Response hooks: the request that produced the response, read-only.
+    Shared(Arc<RequestHead>),
+}
+
+impl CallState {
+    /// Drop everything lent for the last call, keeping nothing alive by accident.
+    pub(crate) fn clear(&mut self) {
+        *self = CallState::default();
+    }
+}
+
+impl HostState {
+    /// The WASI resource table.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}

@@ -1,0 +1,42 @@
+//! Absolute paths of the guest filters (wasm components) that `build.rs` compiled from
+//! `tests/programs/*`; each is tied to the tests that use it.
+
+/// The `examples/header-filter` example: config `{required_header (default x-user),
+/// response_header: {name, value} (default x-filtered-by: weft)}`. A request without the
+/// required header gets 400 `missing required header: <name>\n`; responses get the header.
+pub const HEADER_FILTER: &str = env!("WEFT_GUEST_HEADER_FILTER");
+
+/// Edits headers both ways. Request: sets `x-weft-added: 1`, removes `x-weft-remove`, appends
+/// `x-weft-multi: b`, and rewrites the path to the value of `x-weft-rewrite` when present.
+/// Response: sets `x-weft-response: 1`, `x-weft-saw-path`, `x-weft-readonly: ok`,
+/// `x-weft-route`, `x-weft-listener`, `x-weft-direction` and `x-weft-client: yes|no`.
+pub const HEADERS: &str = env!("WEFT_GUEST_HEADERS");
+
+/// Reads config `{greeting, status?}`: with `status` it replies locally (body = greeting),
+/// otherwise responses get `x-greeting: <greeting>`. Rejects an empty greeting
+/// ("greeting must not be empty") and unknown or mistyped fields.
+pub const CONFIG_ECHO: &str = env!("WEFT_GUEST_CONFIG_ECHO");
+
+/// Panics ("trap filter panicked on purpose") in `on-request-headers`.
+pub const TRAP: &str = env!("WEFT_GUEST_TRAP");
+
+/// Loops forever on paths starting with `/loop`; other requests get `x-spin: passed`.
+pub const SPIN: &str = env!("WEFT_GUEST_SPIN");
+
+/// Returns invalid actions: `/bad-status` replies with status 42, `/bad-header` sets a header
+/// named `bad name`.
+pub const BAD_ACTION: &str = env!("WEFT_GUEST_BAD_ACTION");
+
+/// Body hooks: a request body containing `forbidden` gets 400 `forbidden body`; otherwise the
+/// request body gets `!` appended and the response body is upper-cased.
+pub const BODY: &str = env!("WEFT_GUEST_BODY");
+
+/// Defines its own metrics: counter `requests_seen{method}`, gauge `last_path_len` and
+/// histogram `path_len`.
+pub const METRICS: &str = env!("WEFT_GUEST_METRICS");
+
+/// Reads `x-user` and continues: the cheapest filter that still crosses into the guest.
+pub const NOOP: &str = env!("WEFT_GUEST_NOOP");
+
+/// A valid component of another world: the proxy must refuse it with a clear error.
+pub const WRONG_WORLD: &str = env!("WEFT_GUEST_WRONG_WORLD");

@@ -1,0 +1,27 @@
+//! Shared helpers for weft's end-to-end tests: real upstream servers and a gRPC service on
+//! `127.0.0.1:0`, HTTP/1.1, h2c and gRPC clients, the guest filters `build.rs` compiled, and
+//! starting the proxy from a YAML string.
+//!
+//! The tests themselves live in one binary, `tests/e2e`, to keep link time down.
+
+pub mod client;
+pub mod grpc;
+pub mod guests;
+pub mod metrics;
+pub mod proxy;
+pub mod upstream;
+
+pub use client::{
+    Body, HttpClient, Proto, REQUEST_TIMEOUT, Reply, body, empty, get, get_h2c, get_with,
+    h2c_client, http1_client, next_chunk, post_with, request, send, send_h2c_direct,
+};
+pub use grpc::{EchoClient, EchoReply, EchoRequest, EchoService, echo_client};
+pub use metrics::Scrape;
+pub use proxy::{
+    CONFIG_FILE, TestProxy, error_chain, proxy_config_error, proxy_start_error, start_proxy,
+    startup_error,
+};
+pub use upstream::{GarbageUpstream, Seen, SilentUpstream, Upstream, closed_addr};
+
+/// The error type of streaming bodies in these helpers.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,163 @@
+//! Starting the proxy from a YAML string, the way an operator would: the YAML goes into a file
+//! that `Config::load` reads, so config errors name a real file, line and column.
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use tempfile::TempDir;
+use weft_proxy::config::Config;
+use weft_proxy::{Proxy, RunningProxy};
+
+/// The name of the config file the helpers write (errors name it).
+pub const CONFIG_FILE: &str = "weft.yaml";
+
+/// A running proxy plus the temporary directory holding its config file.
+///
+/// Dereferences to [`RunningProxy`]. Dropping it drops the proxy without a graceful shutdown;
+/// call [`TestProxy::shutdown`] to test that.
+pub struct TestProxy {
+    running: Option<RunningProxy>,
+    config_path: PathBuf,
+    _dir: TempDir,
+}
+
+impl std::fmt::Debug for TestProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestProxy")
+            .field("config_path", &self.config_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestProxy {
+    /// The address of listener `name`. Panics when there is no such listener: the test's
+    /// config and its requests disagree.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        self.listener_addr(name)
+            .unwrap_or_else(|| panic!("the proxy has no listener named {name:?}"))
+    }
+
+    /// The address of the listener named `inbound`, the one most tests use.
+    pub fn addr(&self) -> SocketAddr {
+        self.listener("inbound")
+    }
+
+    /// The admin address (`/metrics`, `/ready`). Panics when the config has no `admin` section.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin_addr()
+            .expect("the proxy has no admin address: add `admin: { address: 127.0.0.1:0 }`")
+    }
+
+    /// The config file the proxy was started from.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Shuts the proxy down gracefully and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+}
+
+impl Deref for TestProxy {
+    type Target = RunningProxy;
+
+    fn deref(&self) -> &RunningProxy {
+        self.running
+            .as_ref()
+            .expect("a TestProxy holds its proxy until shutdown consumes it")
+    }
+}
+
+/// Writes `yaml` to a config file, loads it and starts the proxy.
+pub async fn start_proxy(yaml: &str) -> anyhow::Result<TestProxy> {
+    let (dir, config_path) = write_config(yaml)?;
+    let config = Config::load(&config_path)
+        .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))
+        .with_context(|| format!("loading the config:\n{yaml}"))?;
+    let running = Proxy::start(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))
+        .context("starting the proxy")?;
+    Ok(TestProxy {
+        running: Some(running),
+        config_path,
+        _dir: dir,
+    })
+}
+
+/// The error message of a config that [`Config::load`] must reject (written to a file named
+/// [`CONFIG_FILE`]). Panics if the config loads.
+pub fn proxy_config_error(yaml: &str) -> String {
+    let (_dir, path) = write_config(yaml).expect("writing the config file");
+    match Config::load(&path) {
+        Ok(_) => panic!("the proxy accepted a config it must reject:\n{yaml}"),
+        Err(e) => error_chain(&e),
+    }
+}
+
+/// The error message of a config that loads but with which [`Proxy::start`] must fail (a bad
+/// module, a rejected filter config). Panics if the config does not load, or the proxy starts.
+pub async fn proxy_start_error(yaml: &str) -> String {
+    let (_dir, path) = write_config(yaml).expect("writing the config file");
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => panic!(
+            "expected the config to load and Proxy::start to fail, but loading failed: {}",
+            error_chain(&e)
+        ),
+    };
+    match Proxy::start(config).await {
+        Ok(running) => {
+            running.shutdown().await;
+            panic!("the proxy started with a config it must refuse:\n{yaml}")
+        }
+        Err(e) => error_chain(&e),
+    }
+}
+
+/// The error that stops the proxy from starting with `yaml`, whether [`Config::load`] or
+/// [`Proxy::start`] reports it: for failures a user only cares are caught before serving.
+/// Panics if the proxy starts.
+pub async fn startup_error(yaml: &str) -> String {
+    let (_dir, path) = write_config(yaml).expect("writing the config file");
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => return error_chain(&e),
+    };
+    match Proxy::start(config).await {
+        Ok(running) => {
+            running.shutdown().await;
+            panic!("the proxy started with a config it must refuse:\n{yaml}")
+        }
+        Err(e) => error_chain(&e),
+    }
+}
+
+fn write_config(yaml: &str) -> anyhow::Result<(TempDir, PathBuf)> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let path = dir.path().join(CONFIG_FILE);
+    std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+    Ok((dir, path))
+}
+
+/// `error` and its sources, joined by `: `, so assertions see the whole story.
+pub fn error_chain(error: &dyn StdError) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Many errors already print their source; don't say it twice.
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
