@@ -5,15 +5,81 @@
 //! and hook) and updated through prometheus-client's atomics afterwards.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+/// Upper bound of the first latency bucket; bucket `k` ends at `10 µs · 2^k`.
+const LATENCY_BASE_NANOS: u64 = 10_000;
+/// Finite latency buckets: 10 µs up to ~42 s; one more counts everything above.
+const LATENCY_BUCKETS: usize = 23;
+
+/// A latency histogram that costs two relaxed atomic adds per observation.
+///
+/// prometheus-client's `Histogram` takes a lock and scans its buckets on every observation;
+/// on the hook-call path that was ~15% of a warm call (see `benches/hook_call.rs`). Fixed
+/// exponential buckets let the bucket be found with one bit scan instead.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyHistogram(Arc<LatencyCounts>);
+
+#[derive(Debug, Default)]
+struct LatencyCounts {
+    buckets: [AtomicU64; LATENCY_BUCKETS + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Record one duration.
+    pub fn observe(&self, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.0.buckets[latency_bucket(nanos)].fetch_add(1, Ordering::Relaxed);
+        self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+/// The smallest `k` with `nanos <= 10 µs · 2^k`, or the overflow bucket.
+fn latency_bucket(nanos: u64) -> usize {
+    let units = nanos.div_ceil(LATENCY_BASE_NANOS);
+    if units <= 1 {
+        return 0;
+    }
+    let k = 64 - (units - 1).leading_zeros() as usize;
+    k.min(LATENCY_BUCKETS)
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut buckets = [(0.0, 0); LATENCY_BUCKETS + 1];
+        let mut count = 0;
+        for (k, (bound, n)) in buckets.iter_mut().enumerate() {
+            *bound = if k == LATENCY_BUCKETS {
+                f64::MAX
+            } else {
+                (LATENCY_BASE_NANOS << k) as f64 / 1e9
+            };
+            *n = self.0.buckets[k].load(Ordering::Relaxed);
+            count += *n;
+        }
+        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 /// Labels of the request metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,15 +112,10 @@ pub(crate) type DynLabels = Vec<(String, String)>;
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     requests: Family<RequestLabels, Counter>,
-    durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
-    hook_durations: Family<FilterHookLabels, Histogram, fn() -> Histogram>,
+    durations: Family<RequestLabels, LatencyHistogram>,
+    hook_durations: Family<FilterHookLabels, LatencyHistogram>,
     filter_errors: Family<FilterErrorLabels, Counter>,
     filters: Arc<FilterMetricRegistry>,
-}
-
-fn latency_histogram() -> Histogram {
-    // 10 µs .. ~42 s: covers a filter call and a slow upstream alike.
-    Histogram::new(exponential_buckets(0.000_01, 2.0, 23))
 }
 
 impl Default for Metrics {
@@ -68,13 +129,8 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("weft");
         let requests = Family::<RequestLabels, Counter>::default();
-        let durations = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
-        let hook_durations =
-            Family::<FilterHookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                latency_histogram,
-            );
+        let durations = Family::<RequestLabels, LatencyHistogram>::default();
+        let hook_durations = Family::<FilterHookLabels, LatencyHistogram>::default();
         let filter_errors = Family::<FilterErrorLabels, Counter>::default();
         registry.register(
             "requests",
@@ -130,7 +186,7 @@ impl Metrics {
     }
 
     /// The call-duration histogram of one filter hook.
-    pub(crate) fn hook(&self, filter: &str, hook: &'static str) -> Histogram {
+    pub(crate) fn hook(&self, filter: &str, hook: &'static str) -> LatencyHistogram {
         self.hook_durations
             .get_or_create(&FilterHookLabels {
                 filter: filter.to_owned(),
@@ -163,17 +219,16 @@ impl Metrics {
 #[derive(Debug, Clone)]
 pub(crate) struct RouteMetrics {
     requests: Family<RequestLabels, Counter>,
-    durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    durations: Family<RequestLabels, LatencyHistogram>,
     listener: String,
     route: String,
     upstream: String,
-    by_status: Arc<RwLock<Vec<(u16, Counter, Histogram)>>>,
+    by_status: Arc<RwLock<Vec<(u16, Counter, LatencyHistogram)>>>,
 }
 
 impl RouteMetrics {
     /// Count one completed request.
     pub(crate) fn record(&self, status: u16, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
         {
             let cached = self
                 .by_status
@@ -181,7 +236,7 @@ impl RouteMetrics {
                 .unwrap_or_else(PoisonError::into_inner);
             if let Some((_, count, hist)) = cached.iter().find(|(s, _, _)| *s == status) {
                 count.inc();
-                hist.observe(seconds);
+                hist.observe(elapsed);
                 return;
             }
         }
@@ -194,7 +249,7 @@ impl RouteMetrics {
         let count = self.requests.get_or_create(&labels).clone();
         let hist = self.durations.get_or_create(&labels).clone();
         count.inc();
-        hist.observe(seconds);
+        hist.observe(elapsed);
         let mut cached = self
             .by_status
             .write()
@@ -409,6 +464,44 @@ mod tests {
         let text = metrics.encode();
         assert!(
             text.contains(r#"weft_filter_hits_total{filter="demo",method="GET"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn latency_buckets_are_exponential_from_ten_microseconds() {
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(10_000), 0);
+        assert_eq!(latency_bucket(10_001), 1);
+        assert_eq!(latency_bucket(20_000), 1);
+        assert_eq!(latency_bucket(20_001), 2);
+        assert_eq!(latency_bucket(40_000), 2);
+        assert_eq!(latency_bucket(80_001), 4);
+        assert_eq!(latency_bucket(10_000 << 22), 22);
+        assert_eq!(latency_bucket((10_000 << 22) + 1), LATENCY_BUCKETS);
+        assert_eq!(latency_bucket(u64::MAX), LATENCY_BUCKETS);
+    }
+
+    #[test]
+    fn latency_histogram_encodes_cumulative_buckets() {
+        let metrics = Metrics::new();
+        let h = metrics.hook("f", "on-request-headers");
+        h.observe(Duration::from_micros(5));
+        h.observe(Duration::from_micros(15));
+        h.observe(Duration::from_secs(100));
+        let text = metrics.encode();
+        let bucket = |le: &str, n: u64| {
+            format!(
+                r#"weft_filter_call_duration_seconds_bucket{{le="{le}",filter="f",hook="on-request-headers"}} {n}"#
+            )
+        };
+        assert!(text.contains(&bucket("0.00001", 1)), "{text}");
+        assert!(text.contains(&bucket("0.00002", 2)), "{text}");
+        assert!(text.contains(&bucket("+Inf", 3)), "{text}");
+        assert!(
+            text.contains(
+                r#"weft_filter_call_duration_seconds_count{filter="f",hook="on-request-headers"} 3"#
+            ),
             "{text}"
         );
     }

@@ -40,3 +40,7 @@ pub const NOOP: &str = env!("WEFT_GUEST_NOOP");
 
 /// A valid component of another world: the proxy must refuse it with a clear error.
 pub const WRONG_WORLD: &str = env!("WEFT_GUEST_WRONG_WORLD");
+
+/// Calls `println!`, `eprintln!` and builds a std `HashMap` on every request, then sets
+/// `x-stdio: <path length>`; on `/sleep` it calls `std::thread::sleep`, which must trap.
+pub const STDIO: &str = env!("WEFT_GUEST_STDIO");

@@ -27,7 +27,6 @@ use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use http::{HeaderName, HeaderValue, StatusCode};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
 use wasmtime::component::{Linker, Resource};
 use wasmtime::{Engine, Store, Trap};
 
@@ -36,7 +35,7 @@ use self::bindings::{Filter, FilterPre};
 pub use self::host::{Clock, RequestHead, RequestInfo, ResponseHead, SystemClock};
 use self::host::{HostState, RequestRef};
 use crate::config::{FailurePolicy, Isolation};
-use crate::metrics::Metrics;
+use crate::metrics::{LatencyHistogram, Metrics};
 
 /// How often the epoch advances; the resolution of filter time budgets.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -474,7 +473,7 @@ pub struct LoadedFilter {
     clock: Arc<dyn Clock>,
     metric_registry: Arc<crate::metrics::FilterMetricRegistry>,
     pool: ArrayQueue<Instance>,
-    hook_time: [Histogram; 4],
+    hook_time: [LatencyHistogram; 4],
     errors: [Counter; 4],
 }
 
@@ -626,7 +625,7 @@ impl LoadedFilter {
         instance.store.set_epoch_deadline(self.budget_ticks);
         let start = Instant::now();
         let result = f(&mut instance);
-        self.hook_time[hook.index()].observe(start.elapsed().as_secs_f64());
+        self.hook_time[hook.index()].observe(start.elapsed());
         instance.store.data_mut().call.clear();
         match result {
             Ok(r) => {

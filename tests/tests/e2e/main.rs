@@ -9,6 +9,7 @@ mod filters;
 mod grpc;
 mod http;
 mod metrics;
+mod runtime;
 
 use std::net::SocketAddr;
 

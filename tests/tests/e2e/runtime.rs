@@ -1,0 +1,123 @@
+//! The wasm runtime on its own and at its edges: what an operator sees when a guest panics,
+//! and guests that use Rust's standard I/O.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use weft_proxy::config::{Direction, FailurePolicy, Isolation};
+use weft_proxy::metrics::Metrics;
+use weft_proxy::runtime::{
+    FailureKind, FilterSpec, Hook, Lease, LoadedFilter, RequestHead, RequestInfo, Runtime,
+    RuntimeOptions,
+};
+use weft_tests::{Proto, Upstream, get_with, guests, start_proxy};
+
+use crate::{filter, one_route};
+
+fn load(name: &str, module: &str) -> anyhow::Result<(Runtime, Arc<LoadedFilter>)> {
+    let options = RuntimeOptions {
+        cache_dir: None,
+        ..RuntimeOptions::default()
+    };
+    let runtime = Runtime::new(options, Arc::new(Metrics::new()))?;
+    let module = runtime.load_module(Path::new(module))?;
+    let filter = runtime.load_filter(FilterSpec {
+        name,
+        module,
+        config: &serde_json::Value::Null,
+        failure_policy: FailurePolicy::FailClosed,
+        isolation: Isolation::Pooled,
+        time_budget: Duration::from_millis(200),
+        max_memory_bytes: 32 << 20,
+    })?;
+    Ok((runtime, filter))
+}
+
+fn request(path: &'static str) -> (RequestHead, RequestInfo) {
+    let head = RequestHead {
+        method: Method::GET,
+        uri: Uri::from_static(path),
+        version: Version::HTTP_11,
+        headers: HeaderMap::new(),
+    };
+    let info = RequestInfo {
+        client: None,
+        listener: "inbound".into(),
+        direction: Direction::Inbound,
+        route: None,
+    };
+    (head, info)
+}
+
+#[test]
+fn guest_panic_reports_message_filter_and_hook() -> anyhow::Result<()> {
+    let (_runtime, filter) = load("boom", guests::TRAP)?;
+    let (mut head, info) = request("/");
+    let failure = filter
+        .on_request_headers(&mut Lease::default(), &mut head, &info)
+        .expect_err("the trap guest panics on every request");
+    assert_eq!(failure.kind, FailureKind::Trap);
+    assert_eq!(failure.hook, Hook::RequestHeaders);
+    let shown = failure.to_string();
+    for part in [
+        "filter \"boom\"",
+        "on-request-headers",
+        "trap filter panicked on purpose",
+    ] {
+        assert!(
+            shown.contains(part),
+            "the operator must see {part:?}: {shown}"
+        );
+    }
+    assert!(
+        !shown.contains("unreachable"),
+        "the panic message replaces wasm's opaque `unreachable`: {shown}"
+    );
+    Ok(())
+}
+
+#[test]
+fn guest_timeout_is_reported_as_such() -> anyhow::Result<()> {
+    let (_runtime, filter) = load("spinner", guests::SPIN)?;
+    let (mut head, info) = request("/loop");
+    let failure = filter
+        .on_request_headers(&mut Lease::default(), &mut head, &info)
+        .expect_err("the spin guest loops on /loop");
+    assert_eq!(failure.kind, FailureKind::Timeout, "{failure}");
+    // The request head the guest was lent comes back intact after the trap.
+    assert_eq!(head.uri.path(), "/loop");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_stdio_is_harmless_and_sleeping_traps() -> anyhow::Result<()> {
+    let upstream = Upstream::start().await?;
+    let filters = [filter("stdio", guests::STDIO, "")];
+    let proxy = start_proxy(&one_route(upstream.addr(), &filters)).await?;
+    for proto in Proto::ALL {
+        let reply = get_with(proto, proxy.addr(), "/hello", &[]).await?;
+        assert_eq!(reply.status, StatusCode::OK, "{proto:?}: {}", reply.text());
+        assert_eq!(
+            reply.seen()?.header("x-stdio"),
+            Some("6"),
+            "{proto:?}: println!, eprintln! and HashMap must work in a filter"
+        );
+        // A guest that blocks (thread::sleep) traps instead of stalling or crashing the proxy.
+        let reply = get_with(proto, proxy.addr(), "/sleep", &[]).await?;
+        assert_eq!(
+            reply.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{proto:?}: {}",
+            reply.text()
+        );
+        let reply = get_with(proto, proxy.addr(), "/after", &[]).await?;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{proto:?}: the proxy keeps serving"
+        );
+    }
+    Ok(())
+}
