@@ -1,5 +1,7 @@
 //! Logging setup: structured logs via `tracing`, as text or JSON.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.

@@ -597,12 +597,15 @@ impl LoadedFilter {
     }
 
     /// Run one hook call on an instance: the pool's, or the request's own (`lease`).
-    fn call<R>(
+    ///
+    /// An instance whose call trapped, timed out or produced an invalid action is dropped: its
+    /// memory may be in any state. The next call gets a fresh one.
+    fn call(
         &self,
         lease: &mut Lease,
         hook: Hook,
-        f: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
-    ) -> Result<R, FilterFailure> {
+        f: impl FnOnce(&mut Instance) -> wasmtime::Result<wit::Action>,
+    ) -> Result<Verdict, FilterFailure> {
         let instance = match lease.0.take() {
             Some(i) => Ok(i),
             None => match self.isolation {
@@ -627,15 +630,16 @@ impl LoadedFilter {
         let result = f(&mut instance);
         self.hook_time[hook.index()].observe(start.elapsed());
         instance.store.data_mut().call.clear();
-        match result {
-            Ok(r) => {
+        match result.map(|action| self.verdict(hook, action)) {
+            Ok(Err(invalid)) => Err(invalid),
+            Ok(Ok(verdict)) => {
                 match self.isolation {
                     // A full pool means more instances were created than can be idle at once;
                     // dropping the surplus keeps idle memory bounded.
                     Isolation::Pooled => drop(self.pool.push(instance)),
                     Isolation::PerRequest => lease.0 = Some(instance),
                 }
-                Ok(r)
+                Ok(verdict)
             }
             Err(e) => {
                 let panic = instance.store.data_mut().panic.take();
@@ -652,7 +656,7 @@ impl LoadedFilter {
         info: &RequestInfo,
     ) -> Result<Verdict, FilterFailure> {
         let hook = Hook::RequestHeaders;
-        let action = self.call(lease, hook, |i| {
+        self.call(lease, hook, |i| {
             let state = i.store.data_mut();
             state.call.request = RequestRef::Mutable(std::mem::take(head));
             state.call.info = Some(info.clone());
@@ -662,8 +666,7 @@ impl LoadedFilter {
                 .call_on_request_headers(&mut i.store, Resource::new_borrow(0));
             restore_request(&mut i.store, head);
             result
-        })?;
-        self.verdict(hook, action)
+        })
     }
 
     /// Call `on-request-body` with the whole buffered body, which the guest may replace.
@@ -675,7 +678,7 @@ impl LoadedFilter {
         body: &mut Bytes,
     ) -> Result<Verdict, FilterFailure> {
         let hook = Hook::RequestBody;
-        let action = self.call(lease, hook, |i| {
+        self.call(lease, hook, |i| {
             let state = i.store.data_mut();
             state.call.request = RequestRef::Mutable(std::mem::take(head));
             state.call.info = Some(info.clone());
@@ -688,8 +691,7 @@ impl LoadedFilter {
             restore_request(&mut i.store, head);
             *body = i.store.data_mut().call.body.take().unwrap_or_default();
             result
-        })?;
-        self.verdict(hook, action)
+        })
     }
 
     /// Call `on-response-headers`; the request is read-only here.
@@ -701,7 +703,7 @@ impl LoadedFilter {
         head: &mut ResponseHead,
     ) -> Result<Verdict, FilterFailure> {
         let hook = Hook::ResponseHeaders;
-        let action = self.call(lease, hook, |i| {
+        self.call(lease, hook, |i| {
             let state = i.store.data_mut();
             state.call.request = RequestRef::Shared(request.clone());
             state.call.info = Some(info.clone());
@@ -713,8 +715,7 @@ impl LoadedFilter {
             );
             *head = i.store.data_mut().call.response.take().unwrap_or_default();
             result
-        })?;
-        self.verdict(hook, action)
+        })
     }
 
     /// Call `on-response-body` with the whole buffered body.
@@ -727,7 +728,7 @@ impl LoadedFilter {
         body: &mut Bytes,
     ) -> Result<Verdict, FilterFailure> {
         let hook = Hook::ResponseBody;
-        let action = self.call(lease, hook, |i| {
+        self.call(lease, hook, |i| {
             let state = i.store.data_mut();
             state.call.request = RequestRef::Shared(request.clone());
             state.call.info = Some(info.clone());
@@ -743,8 +744,7 @@ impl LoadedFilter {
             *head = state.call.response.take().unwrap_or_default();
             *body = state.call.body.take().unwrap_or_default();
             result
-        })?;
-        self.verdict(hook, action)
+        })
     }
 
     /// Turn the guest's action into something the proxy can do, or a failure.
