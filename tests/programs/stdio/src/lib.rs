@@ -2,6 +2,8 @@
 //! `println!` and `eprintln!` must not disturb the host; `thread::sleep` (path `/sleep`) must
 //! trap the guest rather than block or crash the proxy.
 
+#![allow(clippy::print_stdout)] // Printing is what this guest tests.
+
 use std::collections::HashMap;
 
 use weft_sdk::{Action, Filter, Request};
