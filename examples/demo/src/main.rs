@@ -1,7 +1,7 @@
 //! The quick-start demo: build the example filter, start a local upstream and the proxy in front
 //! of it, and show one request the filter modifies and one it rejects.
 //!
-//! Run with: `cargo run --release -p weft-demo` (add `-- --once` to exit after the two requests).
+//! Run with: `cargo run --release --bin weft-demo` (add `-- --once` to exit after the two requests).
 
 #![allow(clippy::print_stdout)] // The demo talks to the user on stdout.
 

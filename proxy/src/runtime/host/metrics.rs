@@ -6,9 +6,6 @@
 
 use std::sync::Arc;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::{Family, MetricConstructor};
-
 use super::HostState;
 use crate::metrics::{
     DefineFailure, DynLabels, FamilyOf, FilterMetricRegistry, MetricEntry, MetricKind,
@@ -54,21 +51,26 @@ impl InstanceMetrics {
         Ok((self.handles.len() - 1) as Metric)
     }
 
-    /// The series for `label_values`, or `None` (counted as an error) for a bad update.
-    fn series(
+    /// Apply `apply` to the series `label_values` selects, or drop (and count) a bad update:
+    /// an unknown handle, another kind of metric, or the wrong number of label values.
+    fn update(
         &self,
         metric: Metric,
         label_values: Vec<String>,
         kind: MetricKind,
-    ) -> Option<(&MetricEntry, DynLabels)> {
-        let entry = self.handles.get(metric as usize)?;
-        if entry.kind != kind || entry.label_names.len() != label_values.len() {
-            return None;
-        }
+        apply: impl FnOnce(&FamilyOf, &DynLabels),
+    ) {
+        let entry = self.handles.get(metric as usize);
+        let Some(entry) =
+            entry.filter(|e| e.kind == kind && e.label_names.len() == label_values.len())
+        else {
+            self.dropped(metric);
+            return;
+        };
         let mut labels = Vec::with_capacity(label_values.len() + 1);
         labels.push(("filter".to_owned(), self.filter.to_string()));
         labels.extend(entry.label_names.iter().cloned().zip(label_values));
-        Some((entry, labels))
+        apply(&entry.family, &labels);
     }
 
     fn dropped(&self, metric: Metric) {
@@ -80,14 +82,6 @@ impl InstanceMetrics {
         );
         self.registry.count_error(&self.filter);
     }
-}
-
-fn with<M, C: MetricConstructor<M>, R>(
-    family: &Family<DynLabels, M, C>,
-    labels: &DynLabels,
-    f: impl FnOnce(&M) -> R,
-) -> R {
-    f(&family.get_or_create(labels))
 }
 
 impl Host for HostState {
@@ -131,17 +125,16 @@ impl Host for HostState {
         label_values: Vec<String>,
         delta: u64,
     ) -> wasmtime::Result<()> {
-        match self
-            .metrics
-            .series(metric, label_values, MetricKind::Counter)
-        {
-            Some((entry, labels)) => {
-                if let FamilyOf::Counter(f) = &entry.family {
-                    with(f, &labels, |c: &Counter| c.inc_by(delta));
+        self.metrics.update(
+            metric,
+            label_values,
+            MetricKind::Counter,
+            |family, labels| {
+                if let FamilyOf::Counter(f) = family {
+                    f.get_or_create(labels).inc_by(delta);
                 }
-            }
-            None => self.metrics.dropped(metric),
-        }
+            },
+        );
         Ok(())
     }
 
@@ -151,14 +144,12 @@ impl Host for HostState {
         label_values: Vec<String>,
         value: i64,
     ) -> wasmtime::Result<()> {
-        match self.metrics.series(metric, label_values, MetricKind::Gauge) {
-            Some((entry, labels)) => {
-                if let FamilyOf::Gauge(f) = &entry.family {
-                    with(f, &labels, |g| g.set(value));
+        self.metrics
+            .update(metric, label_values, MetricKind::Gauge, |family, labels| {
+                if let FamilyOf::Gauge(f) = family {
+                    f.get_or_create(labels).set(value);
                 }
-            }
-            None => self.metrics.dropped(metric),
-        }
+            });
         Ok(())
     }
 
@@ -168,14 +159,12 @@ impl Host for HostState {
         label_values: Vec<String>,
         delta: i64,
     ) -> wasmtime::Result<()> {
-        match self.metrics.series(metric, label_values, MetricKind::Gauge) {
-            Some((entry, labels)) => {
-                if let FamilyOf::Gauge(f) = &entry.family {
-                    with(f, &labels, |g| g.inc_by(delta));
+        self.metrics
+            .update(metric, label_values, MetricKind::Gauge, |family, labels| {
+                if let FamilyOf::Gauge(f) = family {
+                    f.get_or_create(labels).inc_by(delta);
                 }
-            }
-            None => self.metrics.dropped(metric),
-        }
+            });
         Ok(())
     }
 
@@ -185,17 +174,16 @@ impl Host for HostState {
         label_values: Vec<String>,
         value: f64,
     ) -> wasmtime::Result<()> {
-        match self
-            .metrics
-            .series(metric, label_values, MetricKind::Histogram)
-        {
-            Some((entry, labels)) => {
-                if let FamilyOf::Histogram(f) = &entry.family {
-                    with(f, &labels, |h| h.observe(value));
+        self.metrics.update(
+            metric,
+            label_values,
+            MetricKind::Histogram,
+            |family, labels| {
+                if let FamilyOf::Histogram(f) = family {
+                    f.get_or_create(labels).observe(value);
                 }
-            }
-            None => self.metrics.dropped(metric),
-        }
+            },
+        );
         Ok(())
     }
 }
