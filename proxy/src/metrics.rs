@@ -290,10 +290,20 @@ pub(crate) enum FamilyOf {
 /// identically.
 #[derive(Debug)]
 pub(crate) struct MetricEntry {
-    pub(crate) kind: MetricKind,
     pub(crate) label_names: Vec<String>,
     buckets: Option<Arc<[f64]>>,
     pub(crate) family: FamilyOf,
+}
+
+impl MetricEntry {
+    /// What kind of metric this is.
+    pub(crate) fn kind(&self) -> MetricKind {
+        match self.family {
+            FamilyOf::Counter(_) => MetricKind::Counter,
+            FamilyOf::Gauge(_) => MetricKind::Gauge,
+            FamilyOf::Histogram(_) => MetricKind::Histogram,
+        }
+    }
 }
 
 /// Why a filter's metric definition was refused.
@@ -355,7 +365,7 @@ impl FilterMetricRegistry {
         };
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(existing) = entries.get(name) {
-            if existing.kind == kind
+            if existing.kind() == kind
                 && existing.label_names == labels
                 && existing.buckets == buckets
             {
@@ -363,7 +373,8 @@ impl FilterMetricRegistry {
             }
             return Err(DefineFailure::Conflict(format!(
                 "metric {name:?} is already defined as a {:?} with labels {:?}",
-                existing.kind, existing.label_names
+                existing.kind(),
+                existing.label_names
             )));
         }
         let family = match (kind, &buckets) {
@@ -384,7 +395,6 @@ impl FilterMetricRegistry {
             }
         }
         let entry = Arc::new(MetricEntry {
-            kind,
             label_names: labels,
             buckets,
             family,

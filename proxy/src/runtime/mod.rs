@@ -201,6 +201,14 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, in declaration order (the order of per-filter error counters).
+    const ALL: [FailureKind; 4] = [
+        FailureKind::Trap,
+        FailureKind::Timeout,
+        FailureKind::InvalidAction,
+        FailureKind::Instantiate,
+    ];
+
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -322,13 +330,7 @@ impl Runtime {
             LoadError::Rejected(format!("config is not representable as JSON: {e}"))
         })?;
         let hook_time = Hook::CALLS.map(|h| self.metrics.hook(&name, h.as_str()));
-        let errors = [
-            FailureKind::Trap,
-            FailureKind::Timeout,
-            FailureKind::InvalidAction,
-            FailureKind::Instantiate,
-        ]
-        .map(|k| self.metrics.filter_error(&name, k.as_str()));
+        let errors = FailureKind::ALL.map(|k| self.metrics.filter_error(&name, k.as_str()));
         let capacity = std::thread::available_parallelism()
             .map_or(4, |n| n.get() * 2)
             .max(4);
@@ -525,13 +527,8 @@ impl LoadedFilter {
 
     /// Count a failure in the metrics and log it.
     pub fn record_failure(&self, failure: &FilterFailure) {
-        let i = match failure.kind {
-            FailureKind::Trap => 0,
-            FailureKind::Timeout => 1,
-            FailureKind::InvalidAction => 2,
-            FailureKind::Instantiate => 3,
-        };
-        self.errors[i].inc();
+        // `errors` was built from `FailureKind::ALL`, whose order is the declaration order.
+        self.errors[failure.kind as usize].inc();
         tracing::warn!(
             filter = &*self.name,
             hook = failure.hook.as_str(),

@@ -62,7 +62,7 @@ impl InstanceMetrics {
     ) {
         let entry = self.handles.get(metric as usize);
         let Some(entry) =
-            entry.filter(|e| e.kind == kind && e.label_names.len() == label_values.len())
+            entry.filter(|e| e.kind() == kind && e.label_names.len() == label_values.len())
         else {
             self.dropped(metric);
             return;
