@@ -17,6 +17,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use crate::runtime::host::token_bucket::{BucketLabels, TokenBuckets};
+
 /// Upper bound of the first latency bucket; bucket `k` ends at `10 µs · 2^k`.
 const LATENCY_BASE_NANOS: u64 = 10_000;
 /// Finite latency buckets: 10 µs up to ~42 s; one more counts everything above.
@@ -116,6 +118,7 @@ pub struct Metrics {
     hook_durations: Family<FilterHookLabels, LatencyHistogram>,
     filter_errors: Family<FilterErrorLabels, Counter>,
     filters: Arc<FilterMetricRegistry>,
+    buckets: Arc<TokenBuckets>,
 }
 
 impl Default for Metrics {
@@ -152,6 +155,13 @@ impl Metrics {
             "Filter failures by filter and kind (trap, timeout, invalid_action, instantiate, metric)",
             filter_errors.clone(),
         );
+        let bucket_keys = Family::<BucketLabels, Gauge>::default();
+        registry.register(
+            "token_bucket_keys",
+            "Token buckets (distinct keys) held by each filter's bucket family",
+            bucket_keys.clone(),
+        );
+        let buckets = Arc::new(TokenBuckets::new(bucket_keys));
         let registry = Arc::new(Mutex::new(registry));
         let filters = Arc::new(FilterMetricRegistry {
             entries: Mutex::new(HashMap::new()),
@@ -165,7 +175,13 @@ impl Metrics {
             hook_durations,
             filter_errors,
             filters,
+            buckets,
         }
+    }
+
+    /// The process's token-bucket families.
+    pub(crate) fn token_buckets(&self) -> Arc<TokenBuckets> {
+        self.buckets.clone()
     }
 
     /// The registry of filter-defined metrics.

@@ -117,6 +117,10 @@ pub enum Action {
     /// An invalid response (a status outside `100..=999`, a malformed header) is a filter
     /// failure, handled by the filter's failure policy.
     Respond(LocalResponse),
+    /// Hold this request for a while, then go on as with [`Action::Continue`]. The proxy waits
+    /// on a timer: nothing else is blocked, not even this filter's other instances. Whole
+    /// milliseconds, at most ten minutes; a longer delay is a filter failure.
+    Delay(std::time::Duration),
 }
 
 impl Action {
@@ -128,6 +132,10 @@ impl Action {
                 headers: response.headers,
                 body: response.body,
             }),
+            // Over `u32::MAX` ms is far over the proxy's maximum: let it reject the action.
+            Action::Delay(duration) => {
+                raw::Action::Delay(u32::try_from(duration.as_millis()).unwrap_or(u32::MAX))
+            }
         }
     }
 }

@@ -140,6 +140,36 @@ impl Request {
     pub fn peer_identity(&self) -> Option<String> {
         self.raw.peer_identity()
     }
+
+    /// The name of the upstream the request will be sent to: the route's, or the one a filter
+    /// chose with [`Request::set_upstream`].
+    pub fn upstream(&self) -> Option<String> {
+        self.raw.upstream()
+    }
+
+    /// Send the request to the upstream named `name` instead of the route's. The proxy checks
+    /// the name once the request hooks are done: an unknown upstream gets a 503 naming it.
+    ///
+    /// Errors: [`EditError::ReadOnly`] in response hooks.
+    pub fn set_upstream(&self, name: &str) -> Result<(), EditError> {
+        self.raw.set_upstream(name).map_err(EditError::from_raw)
+    }
+
+    /// Add a header to the response this request gets, whoever produces it (the upstream, a
+    /// filter's local response, the proxy). The proxy appends it after the response hooks ran,
+    /// so a request hook can attach information without declaring a response hook.
+    ///
+    /// Errors: [`EditError::InvalidName`], [`EditError::InvalidValue`], [`EditError::ReadOnly`]
+    /// (response hooks, headers the proxy manages).
+    pub fn add_response_header(
+        &self,
+        name: &str,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), EditError> {
+        self.raw
+            .add_response_header(name, value.as_ref())
+            .map_err(EditError::from_raw)
+    }
 }
 
 /// The head of an HTTP response from the upstream.

@@ -96,6 +96,7 @@ pub mod clock;
 pub mod log;
 pub mod metrics;
 pub mod random;
+pub mod token_bucket;
 
 pub use filter::{Action, Filter, Hooks, LocalResponse};
 pub use http::{Body, Direction, EditError, Request, Response};

@@ -32,6 +32,7 @@ fn request() -> RequestHead {
         uri: Uri::from_static("/api/users/7?verbose=1"),
         version: Version::HTTP_11,
         headers,
+        ..RequestHead::default()
     }
 }
 

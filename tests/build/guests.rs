@@ -1,5 +1,5 @@
-//! Builds the guest filters the tests load: every crate in `programs/` and the
-//! `examples/header-filter` example, as `wasm32-wasip2` components with the workspace's `guest`
+//! Builds the guest filters the tests load: every crate in `programs/`, the first-party filters
+//! in `filters/` and the `examples/header-filter` example, as `wasm32-wasip2` components with the workspace's `guest`
 //! profile.
 //!
 //! One nested `cargo build` compiles them all into `<target>/guests`, a target directory of its
@@ -148,13 +148,25 @@ struct Guest {
     watch: Vec<String>,
 }
 
-/// `examples/header-filter` and every crate in `programs/` (each folder is named after its
+/// The first-party filters in `filters/`, each folder named after its crate.
+const FIRST_PARTY: &[&str] = &["rate-limit", "header-router", "authz", "fault-injection"];
+
+/// `examples/header-filter`, the first-party filters, and every crate in `programs/` (each folder is named after its
 /// crate).
 fn guest_crates(manifest_dir: &Path) -> Vec<Guest> {
     let mut guests = vec![Guest {
         name: "header-filter".to_owned(),
         watch: vec!["../examples/header-filter".to_owned()],
     }];
+    for name in FIRST_PARTY {
+        guests.push(Guest {
+            name: (*name).to_owned(),
+            watch: vec![
+                format!("../filters/{name}/Cargo.toml"),
+                format!("../filters/{name}/src"),
+            ],
+        });
+    }
     let programs = manifest_dir.join("programs");
     let entries = fs::read_dir(&programs)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", programs.display()));

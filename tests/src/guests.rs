@@ -44,3 +44,15 @@ pub const WRONG_WORLD: &str = env!("WEFT_GUEST_WRONG_WORLD");
 /// Calls `println!`, `eprintln!` and builds a std `HashMap` on every request, then sets
 /// `x-stdio: <path length>`; on `/sleep` it calls `std::thread::sleep`, which must trap.
 pub const STDIO: &str = env!("WEFT_GUEST_STDIO");
+
+/// The first-party rate-limit filter (`filters/rate-limit`); its README is the config reference.
+pub const RATE_LIMIT: &str = env!("WEFT_GUEST_RATE_LIMIT");
+
+/// The first-party header-router filter (`filters/header-router`).
+pub const HEADER_ROUTER: &str = env!("WEFT_GUEST_HEADER_ROUTER");
+
+/// The first-party authz filter (`filters/authz`).
+pub const AUTHZ: &str = env!("WEFT_GUEST_AUTHZ");
+
+/// The first-party fault-injection filter (`filters/fault-injection`).
+pub const FAULT_INJECTION: &str = env!("WEFT_GUEST_FAULT_INJECTION");

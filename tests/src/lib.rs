@@ -7,6 +7,7 @@
 pub mod client;
 pub mod grpc;
 pub mod guests;
+pub mod harness;
 pub mod metrics;
 pub mod proxy;
 pub mod upstream;

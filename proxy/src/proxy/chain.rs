@@ -32,6 +32,13 @@ pub(crate) enum Outcome {
     Respond(http::Response<Bytes>),
     /// A fail-closed filter failed.
     Failed(FilterFailure),
+    /// A filter asked to hold the request this long; then the chain goes on from `resume`.
+    Delay {
+        /// How long.
+        duration: std::time::Duration,
+        /// The step to resume from, for the chain call's `from`.
+        resume: usize,
+    },
 }
 
 impl Chain {
@@ -59,16 +66,20 @@ impl Chain {
         }
     }
 
-    /// Run `call` over the filters that declared a hook, forward or in reverse, stopping at the
-    /// first local reply or fail-closed failure. Fail-open failures skip the filter.
+    /// Run `call` over the filters that declared a hook, forward or in reverse, starting at step
+    /// `from` (0 for a new run; a delay's `resume` to go on after it) and stopping at the first
+    /// local reply, delay or fail-closed failure. Fail-open failures skip the filter.
     fn run(
         &self,
         leases: &mut Leases,
+        from: usize,
         reverse: bool,
         wants: fn(&LoadedFilter) -> bool,
         mut call: impl FnMut(&LoadedFilter, &mut Lease) -> Result<Verdict, FilterFailure>,
     ) -> Outcome {
-        let mut step = |i: usize| -> Option<Outcome> {
+        let n = self.filters.len();
+        let mut step = |pos: usize| -> Option<Outcome> {
+            let i = if reverse { n - 1 - pos } else { pos };
             let filter = &self.filters[i];
             if !wants(filter) {
                 return None;
@@ -76,6 +87,10 @@ impl Chain {
             match call(filter, leases.get(i)) {
                 Ok(Verdict::Continue) => None,
                 Ok(Verdict::Respond(r)) => Some(Outcome::Respond(r)),
+                Ok(Verdict::Delay(duration)) => Some(Outcome::Delay {
+                    duration,
+                    resume: pos + 1,
+                }),
                 Err(failure) => {
                     filter.record_failure(&failure);
                     match filter.failure_policy() {
@@ -85,22 +100,19 @@ impl Chain {
                 }
             }
         };
-        let found = if reverse {
-            (0..self.filters.len()).rev().find_map(&mut step)
-        } else {
-            (0..self.filters.len()).find_map(&mut step)
-        };
-        found.unwrap_or(Outcome::Continue)
+        (from..n).find_map(&mut step).unwrap_or(Outcome::Continue)
     }
 
     pub(crate) fn on_request_headers(
         &self,
         leases: &mut Leases,
+        from: usize,
         head: &mut RequestHead,
         info: &RequestInfo,
     ) -> Outcome {
         self.run(
             leases,
+            from,
             false,
             |f| f.hooks().request_headers,
             |f, l| f.on_request_headers(l, head, info),
@@ -110,12 +122,14 @@ impl Chain {
     pub(crate) fn on_request_body(
         &self,
         leases: &mut Leases,
+        from: usize,
         head: &mut RequestHead,
         info: &RequestInfo,
         body: &mut Bytes,
     ) -> Outcome {
         self.run(
             leases,
+            from,
             false,
             |f| f.hooks().request_body,
             |f, l| f.on_request_body(l, head, info, body),
@@ -125,12 +139,14 @@ impl Chain {
     pub(crate) fn on_response_headers(
         &self,
         leases: &mut Leases,
+        from: usize,
         request: &Arc<RequestHead>,
         info: &RequestInfo,
         head: &mut ResponseHead,
     ) -> Outcome {
         self.run(
             leases,
+            from,
             true,
             |f| f.hooks().response_headers,
             |f, l| f.on_response_headers(l, request, info, head),
@@ -140,6 +156,7 @@ impl Chain {
     pub(crate) fn on_response_body(
         &self,
         leases: &mut Leases,
+        from: usize,
         request: &Arc<RequestHead>,
         info: &RequestInfo,
         head: &mut ResponseHead,
@@ -147,6 +164,7 @@ impl Chain {
     ) -> Outcome {
         self.run(
             leases,
+            from,
             true,
             |f| f.hooks().response_body,
             |f, l| f.on_response_body(l, request, info, head, body),

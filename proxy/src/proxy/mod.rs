@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -114,11 +114,16 @@ impl Proxy {
             ..RuntimeOptions::default()
         };
         let runtime = Runtime::new(options, metrics.clone()).map_err(Error::Runtime)?;
-        let upstreams: HashMap<&str, Arc<Upstream>> = config
-            .upstreams
-            .iter()
-            .map(|u| (u.name.as_str(), Arc::new(Upstream::new(u))))
-            .collect();
+        let upstreams: Arc<HashMap<Arc<str>, Arc<Upstream>>> = Arc::new(
+            config
+                .upstreams
+                .iter()
+                .map(|u| {
+                    let upstream = Upstream::new(u);
+                    (upstream.name.clone(), Arc::new(upstream))
+                })
+                .collect(),
+        );
         let mut modules = HashMap::new();
         let listeners = config
             .listeners
@@ -257,6 +262,8 @@ struct ListenerState {
     filters: usize,
     /// Requests that matched no route.
     unmatched: RouteMetrics,
+    /// Every upstream, for filters that choose one by name.
+    upstreams: Arc<HashMap<Arc<str>, Arc<Upstream>>>,
 }
 
 /// One route: how to match, where to send, which filters run.
@@ -265,7 +272,8 @@ struct Route {
     name: Arc<str>,
     matcher: RouteMatch,
     upstream: Arc<Upstream>,
-    timeout: Duration,
+    /// The route's own timeout; without one, the upstream's applies.
+    timeout: Option<Duration>,
     chain: Chain,
     metrics: RouteMetrics,
 }
@@ -294,7 +302,7 @@ fn load_listener(
     limits: &Limits,
     runtime: &Runtime,
     modules: &mut HashMap<PathBuf, Arc<Module>>,
-    upstreams: &HashMap<&str, Arc<Upstream>>,
+    upstreams: &Arc<HashMap<Arc<str>, Arc<Upstream>>>,
     metrics: &Metrics,
 ) -> Result<ListenerState, Error> {
     let filter_error = |filter: &str, module: &std::path::Path, source| Error::Filter {
@@ -358,7 +366,7 @@ fn load_listener(
         routes.push(Route {
             name: r.name.as_str().into(),
             matcher: r.matcher.clone(),
-            timeout: r.timeout.unwrap_or(upstream.timeout),
+            timeout: r.timeout,
             metrics: metrics.route(&config.name, &r.name, &upstream.name),
             upstream: upstream.clone(),
             chain: Chain::new(chain),
@@ -371,6 +379,7 @@ fn load_listener(
         limits: limits.clone(),
         filters,
         unmatched: metrics.route(&config.name, "none", "none"),
+        upstreams: upstreams.clone(),
     })
 }
 
@@ -463,11 +472,12 @@ async fn handle(
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let (parts, incoming) = request.into_parts();
-    let head = RequestHead {
+    let mut head = RequestHead {
         method: parts.method,
         uri: parts.uri,
         version: parts.version,
         headers: parts.headers,
+        ..RequestHead::default()
     };
     let access = tracing::enabled!(target: "weft::access", tracing::Level::INFO)
         .then(|| (head.method.clone(), head.uri.clone()));
@@ -480,6 +490,7 @@ async fn handle(
                 direction: listener.direction,
                 route: Some(route.name.clone()),
             };
+            head.upstream = Some(route.upstream.name.clone());
             let response = forward(listener, route, head, incoming, info).await;
             (
                 response,
@@ -514,21 +525,86 @@ async fn handle(
     response
 }
 
-/// Run the chain around one upstream exchange.
+/// Run the chain around one upstream exchange, then add the response headers filters asked for.
 async fn forward(
+    listener: &ListenerState,
+    route: &Route,
+    head: RequestHead,
+    incoming: Incoming,
+    info: RequestInfo,
+) -> Response<ProxyBody> {
+    let mut added = HeaderMap::new();
+    let mut response = exchange(listener, route, head, incoming, info, &mut added).await;
+    if !added.is_empty() {
+        let headers = response.headers_mut();
+        let mut name = None;
+        for (next, value) in added {
+            // `HeaderMap::into_iter` names each header once, before its first value.
+            if next.is_some() {
+                name = next;
+            }
+            if let Some(name) = &name {
+                headers.append(name.clone(), value);
+            }
+        }
+    }
+    response
+}
+
+/// Move the response headers request hooks added out of the request, into `added`.
+fn take_added_headers(head: &mut RequestHead, added: &mut HeaderMap) {
+    if head.response_headers.is_empty() {
+        return;
+    }
+    if added.is_empty() {
+        *added = std::mem::take(&mut head.response_headers);
+        return;
+    }
+    let mut name = None;
+    for (next, value) in std::mem::take(&mut head.response_headers) {
+        if next.is_some() {
+            name = next;
+        }
+        if let Some(name) = &name {
+            added.append(name.clone(), value);
+        }
+    }
+}
+
+/// Drive one phase of the chain: `step(from)` runs it from step `from`; a delay holds this
+/// request (and only it) on a timer, then the phase goes on from the next filter.
+async fn drive(mut step: impl FnMut(usize) -> Outcome) -> Outcome {
+    let mut from = 0;
+    loop {
+        match step(from) {
+            Outcome::Delay { duration, resume } => {
+                tokio::time::sleep(duration).await;
+                from = resume;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Run the chain around one upstream exchange.
+async fn exchange(
     listener: &ListenerState,
     route: &Route,
     mut head: RequestHead,
     incoming: Incoming,
     info: RequestInfo,
+    added: &mut HeaderMap,
 ) -> Response<ProxyBody> {
     let chain = &route.chain;
     let limits = &listener.limits;
     let mut leases = chain.leases();
 
     if chain.request_headers {
-        match chain.on_request_headers(&mut leases, &mut head, &info) {
-            Outcome::Continue => {}
+        let outcome =
+            drive(|from| chain.on_request_headers(&mut leases, from, &mut head, &info)).await;
+        take_added_headers(&mut head, added);
+        match outcome {
+            Outcome::Continue | Outcome::Delay { .. } => {}
             Outcome::Respond(r) => return local(r),
             Outcome::Failed(f) => return filter_failed(&f),
         }
@@ -567,8 +643,12 @@ async fn forward(
         };
         let trailers = collected.trailers().cloned();
         let mut bytes = collected.to_bytes();
-        match chain.on_request_body(&mut leases, &mut head, &info, &mut bytes) {
-            Outcome::Continue => {}
+        let outcome =
+            drive(|from| chain.on_request_body(&mut leases, from, &mut head, &info, &mut bytes))
+                .await;
+        take_added_headers(&mut head, added);
+        match outcome {
+            Outcome::Continue | Outcome::Delay { .. } => {}
             Outcome::Respond(r) => return local(r),
             Outcome::Failed(f) => return filter_failed(&f),
         }
@@ -583,22 +663,33 @@ async fn forward(
     let wants_response = chain.response_headers || chain.response_body;
     let shared_head = wants_response.then(|| Arc::new(head.clone()));
 
-    let upstream = &route.upstream;
+    let upstream = match &head.upstream {
+        Some(name) if **name != *route.upstream.name => match listener.upstreams.get(&**name) {
+            Some(chosen) => chosen,
+            None => {
+                return reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("weft: a filter chose upstream {name:?}, which is not configured\n"),
+                );
+            }
+        },
+        _ => &route.upstream,
+    };
+    let timeout = route.timeout.unwrap_or(upstream.timeout);
     let request = match upstream_request(head, request_body, &info, upstream) {
         Ok(r) => r,
         Err(response) => return response,
     };
     let downstream_version = request.version();
     let response =
-        match tokio::time::timeout(route.timeout, upstream.send(request, downstream_version)).await
-        {
+        match tokio::time::timeout(timeout, upstream.send(request, downstream_version)).await {
             Err(_) => {
                 return reply(
                     StatusCode::GATEWAY_TIMEOUT,
                     format!(
                         "weft: upstream \"{}\" timed out after {}\n",
                         upstream.name,
-                        humantime::format_duration(route.timeout)
+                        humantime::format_duration(timeout)
                     ),
                 );
             }
@@ -618,8 +709,12 @@ async fn forward(
     };
 
     if chain.response_headers {
-        match chain.on_response_headers(&mut leases, &shared_head, &info, &mut rhead) {
-            Outcome::Continue => {}
+        let outcome = drive(|from| {
+            chain.on_response_headers(&mut leases, from, &shared_head, &info, &mut rhead)
+        })
+        .await;
+        match outcome {
+            Outcome::Continue | Outcome::Delay { .. } => {}
             Outcome::Respond(r) => return local(r),
             Outcome::Failed(f) => return filter_failed(&f),
         }
@@ -651,8 +746,19 @@ async fn forward(
     };
     let trailers = collected.trailers().cloned();
     let mut bytes = collected.to_bytes();
-    match chain.on_response_body(&mut leases, &shared_head, &info, &mut rhead, &mut bytes) {
-        Outcome::Continue => {}
+    let outcome = drive(|from| {
+        chain.on_response_body(
+            &mut leases,
+            from,
+            &shared_head,
+            &info,
+            &mut rhead,
+            &mut bytes,
+        )
+    })
+    .await;
+    match outcome {
+        Outcome::Continue | Outcome::Delay { .. } => {}
         Outcome::Respond(r) => return local(r),
         Outcome::Failed(f) => return filter_failed(&f),
     }

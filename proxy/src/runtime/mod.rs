@@ -32,8 +32,9 @@ use wasmtime::{Engine, Store, Trap};
 
 use self::bindings::weft::filter::http as wit;
 use self::bindings::{Filter, FilterPre};
-pub use self::host::{Clock, RequestHead, RequestInfo, ResponseHead, SystemClock};
-use self::host::{HostState, RequestRef};
+pub use self::host::token_bucket::{BucketFamily, Spec as BucketSpec, Taken, TooManyKeys};
+pub use self::host::{Clock, ManualClock, RequestHead, RequestInfo, ResponseHead, SystemClock};
+use self::host::{HostState, RequestRef, SharedHost};
 use crate::config::{FailurePolicy, Isolation};
 use crate::metrics::{LatencyHistogram, Metrics};
 
@@ -98,7 +99,7 @@ pub enum LoadError {
     },
     /// The component does not export the filter interface.
     #[error(
-        "{} is not a weft filter: it does not export `weft:filter/handler@0.1.0` as expected \
+        "{} is not a weft filter: it does not export `weft:filter/handler@0.2.0` as expected \
          (was it built with weft-sdk's `export_filter!` against this WIT?): {reason}",
         path.display()
     )]
@@ -246,7 +247,12 @@ pub enum Verdict {
     Continue,
     /// Reply with this response instead.
     Respond(http::Response<Bytes>),
+    /// Hold the request this long, then go on.
+    Delay(Duration),
 }
+
+/// The longest delay a filter may ask for.
+pub const MAX_DELAY: Duration = Duration::from_secs(600);
 
 /// The process-wide wasm engine and host linker.
 pub struct Runtime {
@@ -254,7 +260,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache: Option<PathBuf>,
     metrics: Arc<Metrics>,
-    clock: Arc<dyn Clock>,
+    shared: Arc<SharedHost>,
 }
 
 impl fmt::Debug for Runtime {
@@ -279,12 +285,17 @@ impl Runtime {
                 None
             }
         });
+        let shared = Arc::new(SharedHost {
+            clock: options.clock,
+            metric_registry: metrics.filter_registry(),
+            buckets: metrics.token_buckets(),
+        });
         Ok(Self {
             engine,
             linker,
             cache,
             metrics,
-            clock: options.clock,
+            shared,
         })
     }
 
@@ -344,8 +355,7 @@ impl Runtime {
             isolation: spec.isolation,
             budget_ticks: ticks(spec.time_budget),
             max_memory_bytes: spec.max_memory_bytes,
-            clock: self.clock.clone(),
-            metric_registry: self.metrics.filter_registry(),
+            shared: self.shared.clone(),
             pool: ArrayQueue::new(capacity),
             hook_time,
             errors,
@@ -472,8 +482,7 @@ pub struct LoadedFilter {
     isolation: Isolation,
     budget_ticks: u64,
     max_memory_bytes: usize,
-    clock: Arc<dyn Clock>,
-    metric_registry: Arc<crate::metrics::FilterMetricRegistry>,
+    shared: Arc<SharedHost>,
     pool: ArrayQueue<Instance>,
     hook_time: [LatencyHistogram; 4],
     errors: [Counter; 4],
@@ -541,8 +550,7 @@ impl LoadedFilter {
         let state = HostState::new(
             self.name.clone(),
             self.max_memory_bytes,
-            self.clock.clone(),
-            self.metric_registry.clone(),
+            self.shared.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -748,6 +756,21 @@ impl LoadedFilter {
     fn verdict(&self, hook: Hook, action: wit::Action) -> Result<Verdict, FilterFailure> {
         match action {
             wit::Action::Continue => Ok(Verdict::Continue),
+            wit::Action::Delay(ms) => {
+                let duration = Duration::from_millis(u64::from(ms));
+                if duration > MAX_DELAY {
+                    return Err(FilterFailure {
+                        filter: self.name.clone(),
+                        hook,
+                        kind: FailureKind::InvalidAction,
+                        message: format!(
+                            "delay of {ms} ms is longer than the maximum of {} ms",
+                            MAX_DELAY.as_millis()
+                        ),
+                    });
+                }
+                Ok(Verdict::Delay(duration))
+            }
             wit::Action::Respond(local) => {
                 local_response(local)
                     .map(Verdict::Respond)

@@ -4,11 +4,15 @@
 //! One test binary on purpose: each binary links wasmtime, and linking dominates build time.
 //! Run with `cargo test --release -p weft-tests` (wasm is ~20x slower in debug builds).
 
+mod authz;
 mod errors;
+mod fault_injection;
 mod filters;
 mod grpc;
+mod header_router;
 mod http;
 mod metrics;
+mod rate_limit;
 mod runtime;
 
 use std::net::SocketAddr;

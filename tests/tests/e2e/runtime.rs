@@ -41,6 +41,7 @@ fn request(path: &'static str) -> (RequestHead, RequestInfo) {
         uri: Uri::from_static(path),
         version: Version::HTTP_11,
         headers: HeaderMap::new(),
+        ..RequestHead::default()
     };
     let info = RequestInfo {
         client: None,

@@ -1,7 +1,8 @@
 //! `weft:filter/clock`: time as the host sees it, replaceable so tests can move it virtually.
 
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::HostState;
 use crate::runtime::bindings::weft::filter::clock::{Datetime, Host};
@@ -30,14 +31,49 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that moves only when told to: for tests of time-dependent filters (token-bucket
+/// refills, token expiry) that must not wait.
+#[derive(Debug)]
+pub struct ManualClock {
+    nanos: AtomicU64,
+    wall_origin: SystemTime,
+}
+
+impl ManualClock {
+    /// A clock at monotonic zero whose wall time starts at `wall`.
+    pub fn new(wall: SystemTime) -> Self {
+        Self {
+            nanos: AtomicU64::new(0),
+            wall_origin: wall,
+        }
+    }
+
+    /// Move both clocks forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn monotonic_nanos(&self) -> u64 {
+        self.nanos.load(Ordering::SeqCst)
+    }
+
+    fn wall(&self) -> SystemTime {
+        self.wall_origin + Duration::from_nanos(self.monotonic_nanos())
+    }
+}
+
 impl Host for HostState {
     fn monotonic_now(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.clock.monotonic_nanos())
+        Ok(self.shared.clock.monotonic_nanos())
     }
 
     fn wall_now(&mut self) -> wasmtime::Result<Datetime> {
         // A clock set before 1970 reads as the epoch rather than failing the guest.
         let since = self
+            .shared
             .clock
             .wall()
             .duration_since(UNIX_EPOCH)

@@ -40,6 +40,10 @@ pub struct RequestHead {
     pub version: Version,
     /// The header fields.
     pub headers: HeaderMap,
+    /// The upstream the request goes to: the route's, until a filter chooses another.
+    pub upstream: Option<Arc<str>>,
+    /// Headers filters asked to add to whatever response this request gets.
+    pub response_headers: HeaderMap,
 }
 
 impl RequestHead {
@@ -298,6 +302,40 @@ impl HostRequest for HostState {
 
     fn peer_identity(&mut self, _: Resource<RequestSlot>) -> wasmtime::Result<Option<String>> {
         Ok(None)
+    }
+
+    fn upstream(&mut self, _: Resource<RequestSlot>) -> wasmtime::Result<Option<String>> {
+        Ok(self.request()?.upstream.as_deref().map(str::to_owned))
+    }
+
+    fn set_upstream(
+        &mut self,
+        _: Resource<RequestSlot>,
+        name: String,
+    ) -> wasmtime::Result<Result<(), EditError>> {
+        self.edit_request(|head| {
+            // Most choices name the route's own upstream or repeat an earlier choice.
+            if head.upstream.as_deref() != Some(name.as_str()) {
+                head.upstream = Some(name.into());
+            }
+            Ok(())
+        })
+    }
+
+    fn add_response_header(
+        &mut self,
+        _: Resource<RequestSlot>,
+        name: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), EditError>> {
+        self.edit_request(|head| {
+            let name = editable_name(&name)?;
+            if name == header::CONTENT_LENGTH {
+                return Err(EditError::ReadOnly);
+            }
+            head.response_headers.append(name, parse_value(&value)?);
+            Ok(())
+        })
     }
 
     fn drop(&mut self, _: Resource<RequestSlot>) -> wasmtime::Result<()> {

@@ -10,6 +10,7 @@ pub(crate) mod http;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod random;
+pub(crate) mod token_bucket;
 pub(crate) mod wasi;
 
 use std::sync::Arc;
@@ -18,10 +19,18 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use self::clock::{Clock, SystemClock};
+pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::http::{RequestHead, RequestInfo, ResponseHead};
 use self::metrics::InstanceMetrics;
+use self::token_bucket::{BucketFamily, TokenBuckets};
 use crate::metrics::FilterMetricRegistry;
+
+/// What every instance of every filter shares: time, the metric registry, the token buckets.
+pub(crate) struct SharedHost {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metric_registry: Arc<FilterMetricRegistry>,
+    pub(crate) buckets: Arc<TokenBuckets>,
+}
 
 /// Longest panic message kept from a guest; the rest is cut off.
 const MAX_PANIC_MESSAGE: usize = 4 * 1024;
@@ -35,19 +44,16 @@ pub(crate) struct HostState {
     /// The message the guest's panic hook reported before trapping, if any.
     pub(crate) panic: Option<String>,
     pub(crate) limits: StoreLimits,
-    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) shared: Arc<SharedHost>,
     pub(crate) metrics: InstanceMetrics,
+    /// The token-bucket families this instance defined, indexed by handle.
+    pub(crate) buckets: Vec<Arc<BucketFamily>>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl HostState {
-    pub(crate) fn new(
-        filter: Arc<str>,
-        max_memory_bytes: usize,
-        clock: Arc<dyn Clock>,
-        registry: Arc<FilterMetricRegistry>,
-    ) -> Self {
+    pub(crate) fn new(filter: Arc<str>, max_memory_bytes: usize, shared: Arc<SharedHost>) -> Self {
         // Filters get no filesystem, network, environment or arguments; stdout and stderr are
         // discarded. WASI is linked only because Rust's std imports it (e.g. `HashMap` seeds).
         let wasi = WasiCtx::builder()
@@ -62,12 +68,13 @@ impl HostState {
             .memories(4)
             .build();
         Self {
-            metrics: InstanceMetrics::new(filter.clone(), registry),
+            metrics: InstanceMetrics::new(filter.clone(), shared.metric_registry.clone()),
             filter,
             call: CallState::default(),
             panic: None,
             limits,
-            clock,
+            shared,
+            buckets: Vec::new(),
             wasi,
             table: ResourceTable::new(),
         }
