@@ -117,25 +117,46 @@ pub enum Action {
     /// An invalid response (a status outside `100..=999`, a malformed header) is a filter
     /// failure, handled by the filter's failure policy.
     Respond(LocalResponse),
-    /// Hold this request for a while, then go on as with [`Action::Continue`]. The proxy waits
-    /// on a timer: nothing else is blocked, not even this filter's other instances. Whole
+    /// Hold this request for `duration`, then go on as with [`Action::Continue`] or, when `then`
+    /// is a response, send it as with [`Action::Respond`] (a delayed abort). The proxy waits on a
+    /// timer: nothing else is blocked, not even this filter's other instances. Whole
     /// milliseconds, at most ten minutes; a longer delay is a filter failure.
-    Delay(std::time::Duration),
+    Delay {
+        /// How long to hold the request.
+        duration: std::time::Duration,
+        /// What to send afterwards instead of going on, if anything.
+        then: Option<LocalResponse>,
+    },
+}
+
+impl Action {
+    /// Hold the request for `duration`, then go on.
+    pub fn delay(duration: std::time::Duration) -> Action {
+        Action::Delay {
+            duration,
+            then: None,
+        }
+    }
+
+    /// Hold the request for `duration`, then send `response`.
+    pub fn delay_then(duration: std::time::Duration, response: LocalResponse) -> Action {
+        Action::Delay {
+            duration,
+            then: Some(response),
+        }
+    }
 }
 
 impl Action {
     pub(crate) fn into_raw(self) -> raw::Action {
         match self {
             Action::Continue => raw::Action::Continue,
-            Action::Respond(response) => raw::Action::Respond(raw::LocalResponse {
-                status: response.status,
-                headers: response.headers,
-                body: response.body,
+            Action::Respond(response) => raw::Action::Respond(response.into_raw()),
+            Action::Delay { duration, then } => raw::Action::Delay(raw::Delay {
+                // Over `u32::MAX` ms is far over the proxy's maximum: let it reject the action.
+                milliseconds: u32::try_from(duration.as_millis()).unwrap_or(u32::MAX),
+                then: then.map(LocalResponse::into_raw),
             }),
-            // Over `u32::MAX` ms is far over the proxy's maximum: let it reject the action.
-            Action::Delay(duration) => {
-                raw::Action::Delay(u32::try_from(duration.as_millis()).unwrap_or(u32::MAX))
-            }
         }
     }
 }
@@ -164,6 +185,14 @@ pub struct LocalResponse {
 }
 
 impl LocalResponse {
+    fn into_raw(self) -> raw::LocalResponse {
+        raw::LocalResponse {
+            status: self.status,
+            headers: self.headers,
+            body: self.body,
+        }
+    }
+
     /// A response with this status, no headers and an empty body.
     pub fn new(status: u16) -> Self {
         LocalResponse {

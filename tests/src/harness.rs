@@ -220,15 +220,18 @@ pub fn response(status: u16) -> ResponseHead {
     }
 }
 
-/// What a verdict is, for assertions: `Continue`, `Respond(status)` or `Delay(duration)`.
+/// What a verdict is, for assertions: `Continue`, `Respond(status)`, `Delay(duration)` or
+/// `DelayThenRespond(duration, status)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// [`Verdict::Continue`].
     Continue,
     /// [`Verdict::Respond`] with this status.
     Respond(u16),
-    /// [`Verdict::Delay`].
+    /// [`Verdict::Delay`] without a response.
     Delay(Duration),
+    /// [`Verdict::Delay`] with a response of this status.
+    DelayThenRespond(Duration, u16),
 }
 
 impl From<&Verdict> for Decision {
@@ -236,7 +239,8 @@ impl From<&Verdict> for Decision {
         match verdict {
             Verdict::Continue => Decision::Continue,
             Verdict::Respond(r) => Decision::Respond(r.status().as_u16()),
-            Verdict::Delay(d) => Decision::Delay(*d),
+            Verdict::Delay(d, None) => Decision::Delay(*d),
+            Verdict::Delay(d, Some(r)) => Decision::DelayThenRespond(*d, r.status().as_u16()),
         }
     }
 }

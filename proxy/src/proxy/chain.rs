@@ -32,12 +32,15 @@ pub(crate) enum Outcome {
     Respond(http::Response<Bytes>),
     /// A fail-closed filter failed.
     Failed(FilterFailure),
-    /// A filter asked to hold the request this long; then the chain goes on from `resume`.
+    /// A filter asked to hold the request this long; then the chain goes on from `resume`, or
+    /// the response `then` is sent.
     Delay {
         /// How long.
         duration: std::time::Duration,
         /// The step to resume from, for the chain call's `from`.
         resume: usize,
+        /// The response to send after the delay instead of going on.
+        then: Option<http::Response<Bytes>>,
     },
 }
 
@@ -87,9 +90,10 @@ impl Chain {
             match call(filter, leases.get(i)) {
                 Ok(Verdict::Continue) => None,
                 Ok(Verdict::Respond(r)) => Some(Outcome::Respond(r)),
-                Ok(Verdict::Delay(duration)) => Some(Outcome::Delay {
+                Ok(Verdict::Delay(duration, then)) => Some(Outcome::Delay {
                     duration,
                     resume: pos + 1,
+                    then,
                 }),
                 Err(failure) => {
                     filter.record_failure(&failure);

@@ -577,8 +577,15 @@ async fn drive(mut step: impl FnMut(usize) -> Outcome) -> Outcome {
     let mut from = 0;
     loop {
         match step(from) {
-            Outcome::Delay { duration, resume } => {
+            Outcome::Delay {
+                duration,
+                resume,
+                then,
+            } => {
                 tokio::time::sleep(duration).await;
+                if let Some(response) = then {
+                    return Outcome::Respond(response);
+                }
                 from = resume;
             }
             outcome => return outcome,

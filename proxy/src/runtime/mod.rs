@@ -247,8 +247,8 @@ pub enum Verdict {
     Continue,
     /// Reply with this response instead.
     Respond(http::Response<Bytes>),
-    /// Hold the request this long, then go on.
-    Delay(Duration),
+    /// Hold the request this long, then go on, or send the response.
+    Delay(Duration, Option<http::Response<Bytes>>),
 }
 
 /// The longest delay a filter may ask for.
@@ -756,20 +756,27 @@ impl LoadedFilter {
     fn verdict(&self, hook: Hook, action: wit::Action) -> Result<Verdict, FilterFailure> {
         match action {
             wit::Action::Continue => Ok(Verdict::Continue),
-            wit::Action::Delay(ms) => {
+            wit::Action::Delay(delay) => {
+                let invalid = |message| FilterFailure {
+                    filter: self.name.clone(),
+                    hook,
+                    kind: FailureKind::InvalidAction,
+                    message,
+                };
+                let ms = delay.milliseconds;
                 let duration = Duration::from_millis(u64::from(ms));
                 if duration > MAX_DELAY {
-                    return Err(FilterFailure {
-                        filter: self.name.clone(),
-                        hook,
-                        kind: FailureKind::InvalidAction,
-                        message: format!(
-                            "delay of {ms} ms is longer than the maximum of {} ms",
-                            MAX_DELAY.as_millis()
-                        ),
-                    });
+                    return Err(invalid(format!(
+                        "delay of {ms} ms is longer than the maximum of {} ms",
+                        MAX_DELAY.as_millis()
+                    )));
                 }
-                Ok(Verdict::Delay(duration))
+                let then = delay
+                    .then
+                    .map(local_response)
+                    .transpose()
+                    .map_err(invalid)?;
+                Ok(Verdict::Delay(duration, then))
             }
             wit::Action::Respond(local) => {
                 local_response(local)
