@@ -56,3 +56,8 @@ pub const AUTHZ: &str = env!("WEFT_GUEST_AUTHZ");
 
 /// The first-party fault-injection filter (`filters/fault-injection`).
 pub const FAULT_INJECTION: &str = env!("WEFT_GUEST_FAULT_INJECTION");
+
+/// Drives the WIT 0.2 host capabilities from request headers: `x-steer` chooses the upstream,
+/// `x-add-response` adds `x-added` to the response, `x-delay-ms` (+ `x-delay-then: <status>`)
+/// delays (then replies), `/local` replies locally; every response gets `x-saw-upstream`.
+pub const STEER: &str = env!("WEFT_GUEST_STEER");

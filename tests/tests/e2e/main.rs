@@ -10,6 +10,7 @@ mod fault_injection;
 mod filters;
 mod grpc;
 mod header_router;
+mod host;
 mod http;
 mod metrics;
 mod rate_limit;
