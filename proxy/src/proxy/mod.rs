@@ -163,13 +163,11 @@ impl Proxy {
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
         for (state, address) in loaded.listeners {
-            let listener = TcpListener::bind(address)
-                .await
-                .map_err(|source| Error::Bind {
-                    what: format!("listener \"{}\"", state.name),
-                    address,
-                    source,
-                })?;
+            let listener = bind(address).map_err(|source| Error::Bind {
+                what: format!("listener \"{}\"", state.name),
+                address,
+                source,
+            })?;
             let local = listener.local_addr().map_err(|source| Error::Bind {
                 what: format!("listener \"{}\"", state.name),
                 address,
@@ -181,13 +179,11 @@ impl Proxy {
         }
         let admin = match loaded.admin {
             Some(address) => {
-                let listener = TcpListener::bind(address)
-                    .await
-                    .map_err(|source| Error::Bind {
-                        what: "admin".into(),
-                        address,
-                        source,
-                    })?;
+                let listener = bind(address).map_err(|source| Error::Bind {
+                    what: "admin".into(),
+                    address,
+                    source,
+                })?;
                 let local = listener.local_addr().map_err(|source| Error::Bind {
                     what: "admin".into(),
                     address,
@@ -213,6 +209,23 @@ impl Proxy {
             metrics: loaded.metrics,
         })
     }
+}
+
+/// How many connections may wait to be accepted. The OS default of 128 drops SYNs under a
+/// burst of new connections (each then waits a full second for the client's retransmit).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Bind a listening socket with [`LISTEN_BACKLOG`].
+fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and tokio do on Unix: a restarted proxy can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// A proxy that is serving.

@@ -4,19 +4,44 @@
 //! series behind it are shared by every instance and version of filters that define the same
 //! metric identically.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
 use super::HostState;
-use crate::metrics::{
-    DefineFailure, DynLabels, FamilyOf, FilterMetricRegistry, MetricEntry, MetricKind,
-};
+use crate::metrics::{DefineFailure, FamilyOf, FilterMetricRegistry, MetricEntry, MetricKind};
 use crate::runtime::bindings::weft::filter::metrics::{DefineError, Host, Metric};
+
+/// How many series one instance remembers; updates of others resolve the series each time.
+const MAX_CACHED_SERIES: usize = 1024;
+
+/// One resolved series of a filter metric (cheap clones of the family's shared atomics).
+enum Series {
+    Counter(Counter),
+    Gauge(Gauge),
+    Histogram(Histogram),
+}
+
+impl Series {
+    fn kind(&self) -> MetricKind {
+        match self {
+            Series::Counter(_) => MetricKind::Counter,
+            Series::Gauge(_) => MetricKind::Gauge,
+            Series::Histogram(_) => MetricKind::Histogram,
+        }
+    }
+}
 
 /// The metrics one instance has defined, indexed by the handles it was given.
 pub(crate) struct InstanceMetrics {
     filter: Arc<str>,
     registry: Arc<FilterMetricRegistry>,
     handles: Vec<Arc<MetricEntry>>,
+    /// Series this instance has updated, by handle and label values.
+    series: HashMap<(Metric, Vec<String>), Series>,
 }
 
 impl InstanceMetrics {
@@ -25,6 +50,7 @@ impl InstanceMetrics {
             filter,
             registry,
             handles: Vec::new(),
+            series: HashMap::new(),
         }
     }
 
@@ -53,13 +79,27 @@ impl InstanceMetrics {
 
     /// Apply `apply` to the series `label_values` selects, or drop (and count) a bad update:
     /// an unknown handle, another kind of metric, or the wrong number of label values.
+    ///
+    /// Series an instance has updated are remembered (up to [`MAX_CACHED_SERIES`]), so the
+    /// steady state is one hash lookup and an atomic update: no label strings are built and the
+    /// shared family's lock is not taken.
     fn update(
-        &self,
+        &mut self,
         metric: Metric,
         label_values: Vec<String>,
         kind: MetricKind,
-        apply: impl FnOnce(&FamilyOf, &DynLabels),
+        apply: impl FnOnce(&Series),
     ) {
+        let key = (metric, label_values);
+        if let Some(series) = self.series.get(&key) {
+            if series.kind() == kind {
+                apply(series);
+            } else {
+                self.dropped(metric);
+            }
+            return;
+        }
+        let (metric, label_values) = key;
         let entry = self.handles.get(metric as usize);
         let Some(entry) =
             entry.filter(|e| e.kind() == kind && e.label_names.len() == label_values.len())
@@ -69,8 +109,22 @@ impl InstanceMetrics {
         };
         let mut labels = Vec::with_capacity(label_values.len() + 1);
         labels.push(("filter".to_owned(), self.filter.to_string()));
-        labels.extend(entry.label_names.iter().cloned().zip(label_values));
-        apply(&entry.family, &labels);
+        labels.extend(
+            entry
+                .label_names
+                .iter()
+                .cloned()
+                .zip(label_values.iter().cloned()),
+        );
+        let series = match &entry.family {
+            FamilyOf::Counter(f) => Series::Counter(f.get_or_create(&labels).clone()),
+            FamilyOf::Gauge(f) => Series::Gauge(f.get_or_create(&labels).clone()),
+            FamilyOf::Histogram(f) => Series::Histogram(f.get_or_create(&labels).clone()),
+        };
+        apply(&series);
+        if self.series.len() < MAX_CACHED_SERIES {
+            self.series.insert((metric, label_values), series);
+        }
     }
 
     fn dropped(&self, metric: Metric) {
@@ -125,16 +179,12 @@ impl Host for HostState {
         label_values: Vec<String>,
         delta: u64,
     ) -> wasmtime::Result<()> {
-        self.metrics.update(
-            metric,
-            label_values,
-            MetricKind::Counter,
-            |family, labels| {
-                if let FamilyOf::Counter(f) = family {
-                    f.get_or_create(labels).inc_by(delta);
+        self.metrics
+            .update(metric, label_values, MetricKind::Counter, |series| {
+                if let Series::Counter(c) = series {
+                    c.inc_by(delta);
                 }
-            },
-        );
+            });
         Ok(())
     }
 
@@ -145,9 +195,9 @@ impl Host for HostState {
         value: i64,
     ) -> wasmtime::Result<()> {
         self.metrics
-            .update(metric, label_values, MetricKind::Gauge, |family, labels| {
-                if let FamilyOf::Gauge(f) = family {
-                    f.get_or_create(labels).set(value);
+            .update(metric, label_values, MetricKind::Gauge, |series| {
+                if let Series::Gauge(g) = series {
+                    g.set(value);
                 }
             });
         Ok(())
@@ -160,9 +210,9 @@ impl Host for HostState {
         delta: i64,
     ) -> wasmtime::Result<()> {
         self.metrics
-            .update(metric, label_values, MetricKind::Gauge, |family, labels| {
-                if let FamilyOf::Gauge(f) = family {
-                    f.get_or_create(labels).inc_by(delta);
+            .update(metric, label_values, MetricKind::Gauge, |series| {
+                if let Series::Gauge(g) = series {
+                    g.inc_by(delta);
                 }
             });
         Ok(())
@@ -174,16 +224,12 @@ impl Host for HostState {
         label_values: Vec<String>,
         value: f64,
     ) -> wasmtime::Result<()> {
-        self.metrics.update(
-            metric,
-            label_values,
-            MetricKind::Histogram,
-            |family, labels| {
-                if let FamilyOf::Histogram(f) = family {
-                    f.get_or_create(labels).observe(value);
+        self.metrics
+            .update(metric, label_values, MetricKind::Histogram, |series| {
+                if let Series::Histogram(h) = series {
+                    h.observe(value);
                 }
-            },
-        );
+            });
         Ok(())
     }
 }

@@ -273,10 +273,13 @@ impl BucketFamily {
     }
 }
 
+/// What identifies a family: the filter's name, the family's name, and its spec.
+type FamilyKey = (Arc<str>, String, Spec);
+
 /// Every bucket family of the process, by filter, family name and spec.
 #[derive(Debug)]
 pub(crate) struct TokenBuckets {
-    families: Mutex<HashMap<(Arc<str>, String, Spec), Arc<BucketFamily>>>,
+    families: Mutex<HashMap<FamilyKey, Arc<BucketFamily>>>,
     gauges: prometheus_client::metrics::family::Family<BucketLabels, Gauge>,
 }
 
