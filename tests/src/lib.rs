@@ -4,6 +4,7 @@
 //!
 //! The tests themselves live in one binary, `tests/e2e`, to keep link time down.
 
+pub mod bench;
 pub mod client;
 pub mod grpc;
 pub mod guests;

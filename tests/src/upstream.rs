@@ -303,6 +303,8 @@ where
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    // Like a real server: small responses go out at once, not after Nagle's wait.
+                    let _ = stream.set_nodelay(true);
                     tokio::spawn(on_connection(stream));
                 }
                 // Out of file descriptors, say: back off rather than spin.

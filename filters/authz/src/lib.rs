@@ -1,17 +1,167 @@
-//! Placeholder: being written.
+//! weft's first-party authz filter: authenticates requests with a JWT (RS256, ES256, HS256,
+//! keys from an inline JWKS) or an API key, then applies deny and allow rules over the path,
+//! method, headers, claims, client address and mTLS peer identity. `mode: audit` evaluates,
+//! logs and counts without blocking. `README.md` is the configuration reference.
+//!
+//! The decision logic (`policy`, `jwt`, `rules`) makes no host calls, so it is tested natively;
+//! this file only moves data between it and the proxy.
 
-use weft_sdk::{Filter, Hooks};
+mod cache;
+pub mod config;
+mod jwks;
+pub mod jwt;
+mod policy;
+mod rsa;
+mod rules;
 
-/// Placeholder filter.
-pub struct Placeholder;
+#[cfg(test)]
+mod tests;
 
-impl Filter for Placeholder {
-    type Config = ();
+use std::time::UNIX_EPOCH;
+
+use weft_sdk::metrics::Counter;
+use weft_sdk::{Action, Filter, Hooks, LocalResponse, Request};
+
+use crate::config::{Config, Mode};
+use crate::policy::{Edit, Evaluation, Policy, Reason, RequestView, RuleRef, Verdict};
+
+/// The authz filter: one per wasm instance, with its own verification cache.
+#[derive(Debug)]
+pub struct Authz {
+    policy: Policy,
+    decisions: Counter,
+}
+
+impl Filter for Authz {
+    type Config = Config;
     const HOOKS: Hooks = Hooks::REQUEST_HEADERS;
 
-    fn new(_config: ()) -> Result<Self, String> {
-        Ok(Placeholder)
+    fn new(config: Config) -> Result<Self, String> {
+        let policy = Policy::from_config(config)?;
+        let decisions = Counter::define(
+            "authz_decisions",
+            "Authorization decisions, by decision (allowed, denied, unauthenticated, audit_denied, audit_unauthenticated) and reason.",
+            &["decision", "reason"],
+        )
+        .map_err(|err| err.to_string())?;
+        Ok(Authz { policy, decisions })
+    }
+
+    fn on_request_headers(&self, request: &Request) -> Action {
+        let view = SdkRequest(request);
+        let evaluation = self.policy.evaluate(&view, wall_clock_seconds);
+        let audit = self.policy.mode == Mode::Audit;
+        let decision = match (evaluation.verdict, audit) {
+            (Verdict::Allowed, _) => "allowed",
+            (Verdict::Denied, false) => "denied",
+            (Verdict::Unauthenticated, false) => "unauthenticated",
+            (Verdict::Denied, true) => "audit_denied",
+            (Verdict::Unauthenticated, true) => "audit_unauthenticated",
+        };
+        self.decisions
+            .add(&[decision, evaluation.reason.as_str()], 1);
+
+        if let Some(reply) = self.policy.reply(&evaluation) {
+            if audit {
+                weft_sdk::info!(
+                    "audit: would answer {} to {} {}: {}",
+                    reply.status,
+                    request.method(),
+                    path_without_query(&request.path()),
+                    explain(&evaluation)
+                );
+            } else {
+                weft_sdk::debug!(
+                    "{} {} {}: {}",
+                    reply.status,
+                    request.method(),
+                    path_without_query(&request.path()),
+                    explain(&evaluation)
+                );
+                let mut response = LocalResponse::new(reply.status)
+                    .header("content-type", "text/plain; charset=utf-8")
+                    .body(reply.body);
+                if let Some(challenge) = reply.challenge {
+                    response = response.header("www-authenticate", challenge);
+                }
+                return Action::Respond(response);
+            }
+        }
+        self.policy.edits(&evaluation, |edit| apply(request, &edit));
+        Action::Continue
     }
 }
 
-weft_sdk::export_filter!(Placeholder);
+/// Apply one edit. A claim value the proxy refuses as a header is dropped, and the client's
+/// copy with it: never forward a header the filter did not vouch for.
+fn apply(request: &Request, edit: &Edit<'_>) {
+    let result = match edit {
+        Edit::Set(name, value) => request.set_header(name, value).or_else(|err| {
+            weft_sdk::warn!("cannot forward {name}: {err}; removing it");
+            request.remove_header(name)
+        }),
+        Edit::Remove(name) => request.remove_header(name),
+        Edit::RemoveCookie(cookie) => {
+            let headers = request.header_values("cookie");
+            match policy::cookies_without(&headers, cookie) {
+                Some(rest) => request.set_header("cookie", rest),
+                None => request.remove_header("cookie"),
+            }
+        }
+    };
+    if let Err(err) = result {
+        weft_sdk::warn!("cannot edit the request ({edit:?}): {err}");
+    }
+}
+
+fn explain(evaluation: &Evaluation) -> String {
+    let reason = evaluation.reason.as_str();
+    match (evaluation.rule, evaluation.reason) {
+        (Some(RuleRef::Deny(i)), _) => format!("{reason} (rules.deny[{i}])"),
+        (Some(RuleRef::Allow(i)), _) => format!("{reason} (rules.allow[{i}])"),
+        (None, Reason::Token(rejection)) => format!("{reason} ({rejection})"),
+        (None, _) => reason.to_owned(),
+    }
+}
+
+/// Queries can carry secrets: keep them out of logs.
+fn path_without_query(path: &str) -> &str {
+    path.split('?').next().unwrap_or(path)
+}
+
+fn wall_clock_seconds() -> u64 {
+    weft_sdk::clock::wall_now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// The SDK request as the policy sees it.
+struct SdkRequest<'a>(&'a Request);
+
+impl RequestView for SdkRequest<'_> {
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        self.0.header_bytes(name)
+    }
+
+    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        self.0.header_values(name)
+    }
+
+    fn method(&self) -> String {
+        self.0.method()
+    }
+
+    fn path(&self) -> String {
+        self.0.path()
+    }
+
+    fn client_address(&self) -> Option<String> {
+        self.0.client_address()
+    }
+
+    fn peer_identity(&self) -> Option<String> {
+        self.0.peer_identity()
+    }
+}
+
+weft_sdk::export_filter!(Authz);

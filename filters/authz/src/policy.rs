@@ -1,0 +1,774 @@
+//! The whole decision, free of host calls: find the credentials, authenticate them, run the deny
+//! and allow rules, and say what to send or which headers to edit. `lib.rs` only moves data
+//! between this and the proxy.
+
+use std::cell::{OnceCell, RefCell};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::cache::Cache;
+use crate::config::{ApiKeysConfig, Config, JwtConfig, Mode};
+use crate::jwt::{Claims, Rejection, Verifier};
+use crate::rules::{self, Facts, Identity, Rule};
+
+/// What the policy reads from a request; implemented over the SDK's request in `lib.rs` and by
+/// a plain struct in tests.
+pub(crate) trait RequestView {
+    /// The first value of header `name`.
+    fn header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Every value of header `name`.
+    fn header_values(&self, name: &str) -> Vec<Vec<u8>>;
+    /// The method.
+    fn method(&self) -> String;
+    /// The path and query.
+    fn path(&self) -> String;
+    /// `ip:port` of the client.
+    fn client_address(&self) -> Option<String>;
+    /// The mTLS peer identity.
+    fn peer_identity(&self) -> Option<String>;
+}
+
+/// Where a token may be found.
+#[derive(Debug)]
+enum Source {
+    Header {
+        name: String,
+        prefix: Option<String>,
+    },
+    Cookie(String),
+}
+
+/// A verified token as cached: its claims and the values of the headers they become.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    pub(crate) claims: Claims,
+    header_values: Vec<Option<String>>,
+}
+
+#[derive(Debug)]
+struct JwtAuth {
+    verifier: Verifier,
+    sources: Vec<Source>,
+    forward_token: bool,
+    /// (claim path, header name).
+    claim_headers: Vec<(String, String)>,
+    cache: RefCell<Cache<Verified>>,
+}
+
+#[derive(Debug)]
+struct ApiKeys {
+    header: String,
+    /// (name, SHA-256 of the key).
+    keys: Vec<(String, [u8; 32])>,
+    forward_key: bool,
+    name_header: Option<String>,
+}
+
+/// The outcome before the mode applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Goes on.
+    Allowed,
+    /// 403.
+    Denied,
+    /// 401.
+    Unauthenticated,
+}
+
+/// Why: the `reason` metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// An allow rule matched.
+    AllowRule,
+    /// No allow rules, and the request authenticated.
+    Authenticated,
+    /// A deny rule matched.
+    DenyRule,
+    /// Allow rules exist and none matched.
+    NoAllowRule,
+    /// No credentials.
+    MissingToken,
+    /// An API key that is not configured.
+    BadApiKey,
+    /// The token was rejected.
+    Token(Rejection),
+}
+
+impl Reason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::AllowRule => "allow_rule",
+            Reason::Authenticated => "authenticated",
+            Reason::DenyRule => "deny_rule",
+            Reason::NoAllowRule => "no_allow_rule",
+            Reason::MissingToken => "missing_token",
+            Reason::BadApiKey => "bad_api_key",
+            Reason::Token(rejection) => rejection.as_str(),
+        }
+    }
+}
+
+/// Who the request authenticated as.
+#[derive(Debug, Clone)]
+pub(crate) enum Principal {
+    /// No credentials, let through to the rules by `allow_missing` (or not authenticated).
+    Anonymous,
+    /// A verified JWT.
+    Jwt(Rc<Verified>),
+    /// The API key at this index.
+    ApiKey(usize),
+}
+
+/// Where the credential the request presented was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// `jwt.from[i]`.
+    TokenSource(usize),
+    /// The API key header.
+    ApiKey,
+}
+
+/// Which rule decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RuleRef {
+    /// `rules.deny[i]`.
+    Deny(usize),
+    /// `rules.allow[i]`.
+    Allow(usize),
+}
+
+/// Everything the filter needs to act on one request.
+#[derive(Debug, Clone)]
+pub(crate) struct Evaluation {
+    pub(crate) verdict: Verdict,
+    pub(crate) reason: Reason,
+    pub(crate) rule: Option<RuleRef>,
+    pub(crate) principal: Principal,
+    pub(crate) found: Option<Found>,
+}
+
+/// A request edit for an evaluation that goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Edit<'a> {
+    /// Set the header (replacing the client's values).
+    Set(&'a str, &'a str),
+    /// Remove the header.
+    Remove(&'a str),
+    /// Remove this cookie from the `cookie` header(s).
+    RemoveCookie(&'a str),
+}
+
+/// A local response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) challenge: Option<String>,
+    pub(crate) body: String,
+}
+
+/// The compiled configuration of one filter instance, with its verification cache.
+#[derive(Debug)]
+pub(crate) struct Policy {
+    pub(crate) mode: Mode,
+    jwt: Option<JwtAuth>,
+    api_keys: Option<ApiKeys>,
+    allow_missing: bool,
+    deny: Vec<Rule>,
+    allow: Vec<Rule>,
+    /// `Bearer realm="weft"`, or `ApiKey realm="weft"` without JWT.
+    challenge: String,
+    realm: String,
+}
+
+impl Policy {
+    /// Check and compile `config`; errors name the field.
+    pub(crate) fn from_config(config: Config) -> Result<Policy, String> {
+        if config.jwt.is_none() && config.api_keys.is_none() {
+            return Err(
+                "give `jwt`, `api_keys` or both: there is nothing to authenticate with".to_owned(),
+            );
+        }
+        if config.realm.is_empty()
+            || !config
+                .realm
+                .bytes()
+                .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+        {
+            return Err("realm: printable ASCII without `\"` or `\\`, not empty".to_owned());
+        }
+        let jwt = config.jwt.as_ref().map(JwtAuth::from_config).transpose()?;
+        let api_keys = config
+            .api_keys
+            .as_ref()
+            .map(ApiKeys::from_config)
+            .transpose()?;
+        let deny = compile_rules(&config.rules.deny, "rules.deny")?;
+        let allow = compile_rules(&config.rules.allow, "rules.allow")?;
+
+        // The same header set from two places would let one overwrite the other.
+        let mut set_headers: Vec<(&str, String)> = Vec::new();
+        if let Some(jwt) = &jwt {
+            for (i, (_, header)) in jwt.claim_headers.iter().enumerate() {
+                set_headers.push((header, format!("jwt.claims_to_headers[{i}].header")));
+            }
+        }
+        if let Some(ApiKeys {
+            name_header: Some(header),
+            ..
+        }) = &api_keys
+        {
+            set_headers.push((header, "api_keys.name_header".to_owned()));
+        }
+        for (i, (header, field)) in set_headers.iter().enumerate() {
+            if set_headers[..i].iter().any(|(other, _)| other == header) {
+                return Err(format!(
+                    "{field}: `{header}` is already set from another claim"
+                ));
+            }
+            let credential = jwt
+                .iter()
+                .flat_map(|jwt| &jwt.sources)
+                .any(|source| matches!(source, Source::Header { name, .. } if name == header))
+                || api_keys
+                    .as_ref()
+                    .is_some_and(|keys| keys.header == **header)
+                || *header == "cookie";
+            if credential {
+                return Err(format!(
+                    "{field}: `{header}` carries credentials; forward claims in another header"
+                ));
+            }
+        }
+
+        let scheme = if jwt.is_some() { "Bearer" } else { "ApiKey" };
+        Ok(Policy {
+            mode: config.mode,
+            jwt,
+            api_keys,
+            allow_missing: config.allow_missing,
+            deny,
+            allow,
+            challenge: format!("{scheme} realm=\"{}\"", config.realm),
+            realm: config.realm,
+        })
+    }
+
+    /// Decide about `request`. `now` (wall-clock seconds) is read only when a token is found.
+    pub(crate) fn evaluate(
+        &self,
+        request: &impl RequestView,
+        now: impl FnOnce() -> u64,
+    ) -> Evaluation {
+        let (principal, found) = match self.authenticate(request, now) {
+            Ok(authenticated) => authenticated,
+            Err((reason, found)) => {
+                return Evaluation {
+                    verdict: Verdict::Unauthenticated,
+                    reason,
+                    rule: None,
+                    principal: Principal::Anonymous,
+                    found,
+                };
+            }
+        };
+        let (verdict, reason, rule) = self.authorize(request, &principal);
+        Evaluation {
+            verdict,
+            reason,
+            rule,
+            principal,
+            found,
+        }
+    }
+
+    fn authenticate(
+        &self,
+        request: &impl RequestView,
+        now: impl FnOnce() -> u64,
+    ) -> Result<(Principal, Option<Found>), (Reason, Option<Found>)> {
+        if let Some(jwt) = &self.jwt
+            && let Some((value, range, found)) = jwt.find_token(request)
+        {
+            let found = Some(found);
+            // A token that is not even UTF-8 is not a JWT.
+            let token = std::str::from_utf8(&value[range])
+                .map_err(|_| (Reason::Token(Rejection::Malformed), found))?;
+            return match jwt.verify(token, now()) {
+                Ok(verified) => Ok((Principal::Jwt(verified), found)),
+                Err(rejection) => Err((Reason::Token(rejection), found)),
+            };
+        }
+        if let Some(api_keys) = &self.api_keys
+            && let Some(key) = request.header(&api_keys.header)
+        {
+            let found = Some(Found::ApiKey);
+            return match api_keys.find(&key) {
+                Some(index) => Ok((Principal::ApiKey(index), found)),
+                None => Err((Reason::BadApiKey, found)),
+            };
+        }
+        if self.allow_missing {
+            Ok((Principal::Anonymous, None))
+        } else {
+            Err((Reason::MissingToken, None))
+        }
+    }
+
+    /// Deny rules first (any match: 403), then allow rules (any match: allowed; none: 403),
+    /// and with no allow rules, any authenticated identity is allowed.
+    fn authorize(
+        &self,
+        request: &impl RequestView,
+        principal: &Principal,
+    ) -> (Verdict, Reason, Option<RuleRef>) {
+        let identity = match principal {
+            Principal::Anonymous => Identity::Anonymous,
+            Principal::Jwt(verified) => Identity::Jwt(&verified.claims),
+            Principal::ApiKey(index) => Identity::ApiKey(self.api_key_name(*index)),
+        };
+        let facts = LazyFacts::new(request);
+        if let Some(i) = self.deny.iter().position(|r| r.matches(&facts, &identity)) {
+            return (Verdict::Denied, Reason::DenyRule, Some(RuleRef::Deny(i)));
+        }
+        let anonymous = matches!(principal, Principal::Anonymous);
+        if let Some(i) = self.allow.iter().position(|r| r.matches(&facts, &identity)) {
+            return (Verdict::Allowed, Reason::AllowRule, Some(RuleRef::Allow(i)));
+        }
+        match (anonymous, self.allow.is_empty()) {
+            // Credentials might get it through: ask for them.
+            (true, _) => (Verdict::Unauthenticated, Reason::MissingToken, None),
+            (false, true) => (Verdict::Allowed, Reason::Authenticated, None),
+            (false, false) => (Verdict::Denied, Reason::NoAllowRule, None),
+        }
+    }
+
+    fn api_key_name(&self, index: usize) -> &str {
+        self.api_keys
+            .as_ref()
+            .and_then(|keys| keys.keys.get(index))
+            .map_or("", |(name, _)| name)
+    }
+
+    /// The response for an evaluation that stops the request (in enforce mode); `None` when it
+    /// goes on.
+    pub(crate) fn reply(&self, evaluation: &Evaluation) -> Option<Reply> {
+        match evaluation.verdict {
+            Verdict::Allowed => None,
+            Verdict::Denied => Some(Reply {
+                status: 403,
+                challenge: None,
+                body: "forbidden\n".to_owned(),
+            }),
+            Verdict::Unauthenticated => Some(match evaluation.reason {
+                Reason::Token(rejection) => Reply {
+                    status: 401,
+                    challenge: Some(format!(
+                        "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{}\"",
+                        self.realm,
+                        rejection.description()
+                    )),
+                    body: format!("invalid token: {}\n", rejection.description()),
+                },
+                Reason::BadApiKey => Reply {
+                    status: 401,
+                    challenge: Some(self.challenge.clone()),
+                    body: "invalid API key\n".to_owned(),
+                },
+                _ => Reply {
+                    status: 401,
+                    challenge: Some(self.challenge.clone()),
+                    body: "authentication required\n".to_owned(),
+                },
+            }),
+        }
+    }
+
+    /// The edits for a request that goes on: claim and key-name headers set from the identity
+    /// or removed (so a client cannot supply its own), and the credential removed unless it is
+    /// forwarded.
+    pub(crate) fn edits<'a>(&'a self, evaluation: &'a Evaluation, mut edit: impl FnMut(Edit<'a>)) {
+        if let Some(jwt) = &self.jwt {
+            let verified = match &evaluation.principal {
+                Principal::Jwt(verified) => Some(verified),
+                _ => None,
+            };
+            for (i, (_, header)) in jwt.claim_headers.iter().enumerate() {
+                match verified
+                    .and_then(|v| v.header_values.get(i))
+                    .and_then(Option::as_deref)
+                {
+                    Some(value) => edit(Edit::Set(header, value)),
+                    None => edit(Edit::Remove(header)),
+                }
+            }
+            if !jwt.forward_token
+                && let Some(Found::TokenSource(i)) = evaluation.found
+            {
+                match jwt.sources.get(i) {
+                    Some(Source::Header { name, .. }) => edit(Edit::Remove(name)),
+                    Some(Source::Cookie(name)) => edit(Edit::RemoveCookie(name)),
+                    None => {}
+                }
+            }
+        }
+        if let Some(api_keys) = &self.api_keys {
+            if let Some(header) = &api_keys.name_header {
+                match &evaluation.principal {
+                    Principal::ApiKey(index) => edit(Edit::Set(header, self.api_key_name(*index))),
+                    _ => edit(Edit::Remove(header)),
+                }
+            }
+            if !api_keys.forward_key && evaluation.found == Some(Found::ApiKey) {
+                edit(Edit::Remove(&api_keys.header));
+            }
+        }
+    }
+}
+
+fn compile_rules(raw: &[crate::config::Rule], field: &str) -> Result<Vec<Rule>, String> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, rule)| Rule::compile(rule, &format!("{field}[{i}]")))
+        .collect()
+}
+
+impl JwtAuth {
+    fn from_config(config: &JwtConfig) -> Result<JwtAuth, String> {
+        let verifier = Verifier::from_config(config)?;
+        let sources = match &config.from {
+            None => vec![Source::Header {
+                name: "authorization".to_owned(),
+                prefix: Some("Bearer ".to_owned()),
+            }],
+            Some(sources) if sources.is_empty() => {
+                return Err("jwt.from: give at least one place to find the token, or omit it for `Authorization: Bearer`".to_owned());
+            }
+            Some(sources) => sources
+                .iter()
+                .enumerate()
+                .map(|(i, source)| {
+                    let at = format!("jwt.from[{i}]");
+                    match (&source.header, &source.cookie) {
+                        (Some(header), None) => {
+                            let name = rules::header_name(header, &format!("{at}.header"))?;
+                            let prefix = match &source.prefix {
+                                Some(prefix) if prefix.is_empty() => None,
+                                Some(prefix) => Some(prefix.clone()),
+                                None if name == "authorization" => Some("Bearer ".to_owned()),
+                                None => None,
+                            };
+                            Ok(Source::Header { name, prefix })
+                        }
+                        (None, Some(cookie)) => {
+                            if source.prefix.is_some() {
+                                return Err(format!("{at}.prefix: only for `header` sources"));
+                            }
+                            if cookie.is_empty() || !cookie.bytes().all(is_cookie_name_byte) {
+                                return Err(format!(
+                                    "{at}.cookie: `{cookie}` is not a cookie name"
+                                ));
+                            }
+                            Ok(Source::Cookie(cookie.clone()))
+                        }
+                        _ => Err(format!("{at}: give exactly one of `header` or `cookie`")),
+                    }
+                })
+                .collect::<Result<_, String>>()?,
+        };
+        let mut claim_headers = Vec::new();
+        for (i, mapping) in config.claims_to_headers.iter().enumerate() {
+            if mapping.claim.is_empty() {
+                return Err(format!(
+                    "jwt.claims_to_headers[{i}].claim: must not be empty"
+                ));
+            }
+            let header = rules::header_name(
+                &mapping.header,
+                &format!("jwt.claims_to_headers[{i}].header"),
+            )?;
+            claim_headers.push((mapping.claim.clone(), header));
+        }
+        Ok(JwtAuth {
+            verifier,
+            sources,
+            forward_token: config.forward_token,
+            claim_headers,
+            cache: RefCell::new(Cache::new(config.cache_size)),
+        })
+    }
+
+    /// The first token found (the header value holding it, and the token's range in it), and
+    /// where it was. Ranges rather than copies: this runs on every request.
+    fn find_token(
+        &self,
+        request: &impl RequestView,
+    ) -> Option<(Vec<u8>, std::ops::Range<usize>, Found)> {
+        for (i, source) in self.sources.iter().enumerate() {
+            let found = Found::TokenSource(i);
+            match source {
+                Source::Header { name, prefix } => {
+                    let Some(value) = request.header(name) else {
+                        continue;
+                    };
+                    let start = match prefix {
+                        Some(prefix) => match strip_prefix_ignore_case(&value, prefix.as_bytes()) {
+                            Some(rest) => value.len() - rest.len(),
+                            // `Authorization: Basic ...` is not ours: look further.
+                            None => continue,
+                        },
+                        None => 0,
+                    };
+                    let range = trimmed(&value, start..value.len());
+                    return Some((value, range, found));
+                }
+                Source::Cookie(name) => {
+                    for header in request.header_values("cookie") {
+                        if let Some(range) = cookie_value(&header, name) {
+                            return Some((header, range, found));
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn verify(&self, token: &str, now: u64) -> Result<Rc<Verified>, Rejection> {
+        let cached = self.cache.borrow().get(token);
+        if let Some(verified) = cached {
+            self.verifier.check_time(&verified.claims, now)?;
+            return Ok(verified);
+        }
+        let claims = self.verifier.verify_untimed(token)?;
+        self.verifier.check_time(&claims, now)?;
+        let header_values = self
+            .claim_headers
+            .iter()
+            .map(|(claim, _)| claims.get(claim).and_then(header_value))
+            .collect();
+        let expires = claims.exp().map_or(u64::MAX, |exp| {
+            exp.saturating_add(self.verifier.clock_skew())
+        });
+        let verified = Rc::new(Verified {
+            claims,
+            header_values,
+        });
+        self.cache
+            .borrow_mut()
+            .insert(token, verified.clone(), expires, now);
+        Ok(verified)
+    }
+}
+
+impl ApiKeys {
+    fn from_config(config: &ApiKeysConfig) -> Result<ApiKeys, String> {
+        let header = rules::header_name(&config.header, "api_keys.header")?;
+        if config.keys.is_empty() {
+            return Err("api_keys.keys: at least one key is required".to_owned());
+        }
+        let mut keys: Vec<(String, [u8; 32])> = Vec::new();
+        for (i, key) in config.keys.iter().enumerate() {
+            let at = format!("api_keys.keys[{i}]");
+            if key.name.is_empty() || !key.name.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+                return Err(format!(
+                    "{at}.name: printable ASCII, not empty (it may become a header value)"
+                ));
+            }
+            let hash = parse_sha256(&key.sha256).ok_or_else(|| {
+                format!("{at}.sha256: expected 64 hex digits (the SHA-256 of the key, not the key)")
+            })?;
+            if keys.iter().any(|(name, _)| *name == key.name) {
+                return Err(format!(
+                    "{at}.name: `{}` is already used by another key",
+                    key.name
+                ));
+            }
+            if keys.iter().any(|(_, other)| *other == hash) {
+                return Err(format!("{at}.sha256: the same key is listed twice"));
+            }
+            keys.push((key.name.clone(), hash));
+        }
+        let name_header = config
+            .name_header
+            .as_deref()
+            .map(|name| rules::header_name(name, "api_keys.name_header"))
+            .transpose()?;
+        if name_header.as_deref() == Some(header.as_str()) {
+            return Err("api_keys.name_header: must differ from api_keys.header".to_owned());
+        }
+        Ok(ApiKeys {
+            header,
+            keys,
+            forward_key: config.forward_key,
+            name_header,
+        })
+    }
+
+    /// The index of the key whose hash matches `key`'s. Every configured hash is compared, in
+    /// constant time, so timing does not tell how close a guess came.
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        let digest: [u8; 32] = Sha256::digest(key).into();
+        let mut found = None;
+        for (i, (_, hash)) in self.keys.iter().enumerate() {
+            if bool::from(digest.ct_eq(hash)) {
+                found = Some(i);
+            }
+        }
+        found
+    }
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let digit = |d: u8| char::from(d).to_digit(16);
+        hash[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(hash)
+}
+
+/// A claim as a header value: strings as they are, numbers and booleans as JSON, arrays joined
+/// with `,`, objects as JSON. `None` for null, and for values a header cannot hold (control
+/// characters): the header is then removed rather than forged.
+fn header_value(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::Null => return None,
+        Value::String(text) => text.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    };
+    let valid = text.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    valid.then_some(text)
+}
+
+fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &value[prefix.len()..])
+}
+
+/// RFC 6265 cookie-name (a token).
+fn is_cookie_name_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// `range` of `value` without leading and trailing ASCII whitespace.
+fn trimmed(value: &[u8], range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let slice = &value[range.clone()];
+    let start = range.start + (slice.len() - slice.trim_ascii_start().len());
+    let end = range.end - (slice.len() - slice.trim_ascii_end().len());
+    start..end.max(start)
+}
+
+/// Where the value of cookie `name` is in one `cookie` header, quotes removed.
+pub(crate) fn cookie_value(header: &[u8], name: &str) -> Option<std::ops::Range<usize>> {
+    let mut offset = 0;
+    for pair in header.split(|b| *b == b';') {
+        let start = offset;
+        offset += pair.len() + 1;
+        let Some(eq) = pair.iter().position(|b| *b == b'=') else {
+            continue;
+        };
+        if pair[..eq].trim_ascii() != name.as_bytes() {
+            continue;
+        }
+        let mut range = trimmed(header, start + eq + 1..start + pair.len());
+        let value = &header[range.clone()];
+        if value.len() >= 2 && value.starts_with(b"\"") && value.ends_with(b"\"") {
+            range = range.start + 1..range.end - 1;
+        }
+        return Some(range);
+    }
+    None
+}
+
+/// The `cookie` headers without cookie `name`, joined into one value; `None` when nothing is
+/// left.
+pub(crate) fn cookies_without(headers: &[Vec<u8>], name: &str) -> Option<Vec<u8>> {
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for header in headers {
+        for pair in header.split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            if pair.is_empty() {
+                continue;
+            }
+            let key = pair
+                .split(|b| *b == b'=')
+                .next()
+                .unwrap_or(pair)
+                .trim_ascii();
+            if key != name.as_bytes() {
+                kept.push(pair);
+            }
+        }
+    }
+    (!kept.is_empty()).then(|| kept.join(&b"; "[..]))
+}
+
+/// Request facts fetched on first use, each at most once.
+struct LazyFacts<'a, R> {
+    request: &'a R,
+    path: OnceCell<String>,
+    method: OnceCell<String>,
+    client_ip: OnceCell<Option<IpAddr>>,
+    peer_identity: OnceCell<Option<String>>,
+}
+
+impl<'a, R: RequestView> LazyFacts<'a, R> {
+    fn new(request: &'a R) -> Self {
+        LazyFacts {
+            request,
+            path: OnceCell::new(),
+            method: OnceCell::new(),
+            client_ip: OnceCell::new(),
+            peer_identity: OnceCell::new(),
+        }
+    }
+}
+
+impl<R: RequestView> Facts for LazyFacts<'_, R> {
+    fn path(&self) -> &str {
+        self.path
+            .get_or_init(|| rules::normalize_path(&self.request.path()))
+    }
+
+    fn method(&self) -> &str {
+        self.method.get_or_init(|| self.request.method())
+    }
+
+    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        self.request.header_values(name)
+    }
+
+    fn client_ip(&self) -> Option<IpAddr> {
+        *self.client_ip.get_or_init(|| {
+            let address = self.request.client_address()?;
+            address
+                .parse::<SocketAddr>()
+                .map(|socket| socket.ip())
+                .or_else(|_| address.parse::<IpAddr>())
+                .ok()
+        })
+    }
+
+    fn peer_identity(&self) -> Option<&str> {
+        self.peer_identity
+            .get_or_init(|| self.request.peer_identity())
+            .as_deref()
+    }
+}

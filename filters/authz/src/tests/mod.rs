@@ -1,0 +1,9 @@
+//! Native tests: the verifier, the JWKS reader, the policy, and a property test that throws
+//! random and mutated tokens at the verifier.
+
+#[path = "../../../../tests/fixtures/authz/sign.rs"]
+mod sign;
+
+mod fuzz;
+mod jwt;
+mod policy;

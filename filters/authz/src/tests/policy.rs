@@ -1,0 +1,568 @@
+//! The policy: credentials, rules, replies and edits, on requests built in memory.
+
+use std::cell::Cell;
+
+use serde_json::{Value, json};
+
+use super::sign::{self, ISSUER, Key};
+use crate::config::Config;
+use crate::jwt::Rejection;
+use crate::policy::{Edit, Evaluation, Policy, Reason, RequestView, Verdict, cookies_without};
+
+const NOW: u64 = 1_767_225_600;
+
+#[derive(Debug, Default)]
+struct Fake {
+    method: String,
+    path: String,
+    headers: Vec<(String, Vec<u8>)>,
+    client: Option<String>,
+    peer: Option<String>,
+    /// How many times the policy asked for the path (to check the facts are lazy).
+    path_reads: Cell<u32>,
+}
+
+impl Fake {
+    fn get(path: &str) -> Fake {
+        Fake {
+            method: "GET".to_owned(),
+            path: path.to_owned(),
+            client: Some("127.0.0.1:40000".to_owned()),
+            ..Fake::default()
+        }
+    }
+
+    fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Fake {
+        self.headers
+            .push((name.to_owned(), value.as_ref().to_vec()));
+        self
+    }
+
+    fn bearer(self, token: &str) -> Fake {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+}
+
+impl RequestView for Fake {
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        self.header_values(name).into_iter().next()
+    }
+
+    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn method(&self) -> String {
+        self.method.clone()
+    }
+
+    fn path(&self) -> String {
+        self.path_reads.set(self.path_reads.get() + 1);
+        self.path.clone()
+    }
+
+    fn client_address(&self) -> Option<String> {
+        self.client.clone()
+    }
+
+    fn peer_identity(&self) -> Option<String> {
+        self.peer.clone()
+    }
+}
+
+fn policy(config: Value) -> Policy {
+    try_policy(config).expect("valid config")
+}
+
+fn try_policy(config: Value) -> Result<Policy, String> {
+    let config: Config = serde_json::from_value(config).map_err(|err| err.to_string())?;
+    Policy::from_config(config)
+}
+
+fn jwt_config(extra: Value) -> Value {
+    let mut jwt = json!({"jwks": sign::jwks(), "issuers": [ISSUER]});
+    for (k, v) in extra.as_object().expect("object").clone() {
+        jwt[k] = v;
+    }
+    jwt
+}
+
+fn eval(policy: &Policy, request: &Fake) -> Evaluation {
+    policy.evaluate(request, || NOW)
+}
+
+fn edits(policy: &Policy, evaluation: &Evaluation) -> Vec<String> {
+    let mut out = Vec::new();
+    policy.edits(evaluation, |edit| {
+        out.push(match edit {
+            Edit::Set(name, value) => format!("set {name}: {value}"),
+            Edit::Remove(name) => format!("remove {name}"),
+            Edit::RemoveCookie(name) => format!("remove cookie {name}"),
+        })
+    });
+    out
+}
+
+fn token() -> String {
+    sign::sign(Key::Hs1, &sign::claims(NOW))
+}
+
+#[test]
+fn missing_bad_and_good_tokens() {
+    let policy = policy(json!({"jwt": jwt_config(json!({}))}));
+    let missing = eval(&policy, &Fake::get("/"));
+    assert_eq!(
+        (missing.verdict, missing.reason),
+        (Verdict::Unauthenticated, Reason::MissingToken)
+    );
+    let reply = policy.reply(&missing).expect("401");
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.challenge.as_deref(), Some("Bearer realm=\"weft\""));
+
+    let bad = eval(&policy, &Fake::get("/").bearer("garbage"));
+    assert_eq!(bad.reason, Reason::Token(Rejection::Malformed));
+    let reply = policy.reply(&bad).expect("401");
+    assert_eq!(
+        reply.challenge.as_deref(),
+        Some(
+            "Bearer realm=\"weft\", error=\"invalid_token\", error_description=\"malformed token\""
+        )
+    );
+    assert_eq!(reply.body, "invalid token: malformed token\n");
+
+    let good = eval(&policy, &Fake::get("/").bearer(&token()));
+    assert_eq!(
+        (good.verdict, good.reason),
+        (Verdict::Allowed, Reason::Authenticated)
+    );
+    assert_eq!(policy.reply(&good), None);
+    // Not forwarded by default.
+    assert_eq!(edits(&policy, &good), ["remove authorization"]);
+}
+
+#[test]
+fn token_sources_first_found_wins() {
+    let policy = policy(json!({"jwt": jwt_config(json!({
+        "from": [{"header": "x-jwt"}, {"cookie": "session"}, {"header": "Authorization"}],
+        "forward_token": false,
+    }))}));
+    let token = token();
+    // The scheme is case-insensitive and only applies to authorization.
+    let request = Fake::get("/").header("authorization", format!("bearer {token}"));
+    let evaluation = eval(&policy, &request);
+    assert_eq!(evaluation.verdict, Verdict::Allowed);
+    assert_eq!(edits(&policy, &evaluation), ["remove authorization"]);
+
+    let request = Fake::get("/")
+        .header("cookie", "theme=dark")
+        .header("cookie", format!("a=1; session=\"{token}\"; b=2"));
+    let evaluation = eval(&policy, &request);
+    assert_eq!(evaluation.verdict, Verdict::Allowed);
+    assert_eq!(edits(&policy, &evaluation), ["remove cookie session"]);
+
+    // x-jwt comes first, even when it is garbage and authorization is valid.
+    let request = Fake::get("/").header("x-jwt", "garbage").bearer(&token);
+    assert_eq!(
+        eval(&policy, &request).reason,
+        Reason::Token(Rejection::Malformed)
+    );
+
+    // Another scheme is not a token: keep looking, then report it missing.
+    let request = Fake::get("/").header("authorization", "Basic dXNlcjpwdw==");
+    assert_eq!(eval(&policy, &request).reason, Reason::MissingToken);
+    // Not UTF-8.
+    let request = Fake::get("/").header("x-jwt", b"\xff\xfe.a.b");
+    assert_eq!(
+        eval(&policy, &request).reason,
+        Reason::Token(Rejection::Malformed)
+    );
+    // Empty after the scheme.
+    let request = Fake::get("/").header("authorization", "Bearer   ");
+    assert_eq!(
+        eval(&policy, &request).reason,
+        Reason::Token(Rejection::Malformed)
+    );
+}
+
+#[test]
+fn cookie_removal_keeps_the_others() {
+    let headers = vec![b"a=1; session=x".to_vec(), b"b=2".to_vec()];
+    assert_eq!(
+        cookies_without(&headers, "session"),
+        Some(b"a=1; b=2".to_vec())
+    );
+    assert_eq!(cookies_without(&[b"session=x".to_vec()], "session"), None);
+    assert_eq!(
+        cookies_without(&[b"sessionx=1".to_vec()], "session"),
+        Some(b"sessionx=1".to_vec())
+    );
+}
+
+#[test]
+fn claims_become_headers_and_spoofed_copies_go() {
+    let policy = policy(json!({"jwt": jwt_config(json!({
+        "forward_token": true,
+        "claims_to_headers": [
+            {"claim": "sub", "header": "X-User-Id"},
+            {"claim": "org.id", "header": "x-org"},
+            {"claim": "roles", "header": "x-roles"},
+            {"claim": "missing", "header": "x-missing"},
+            {"claim": "org", "header": "x-org-json"},
+        ],
+    }))}));
+    let request = Fake::get("/")
+        .bearer(&token())
+        .header("x-user-id", "admin")
+        .header("x-missing", "forged");
+    let evaluation = eval(&policy, &request);
+    assert_eq!(
+        edits(&policy, &evaluation),
+        [
+            "set x-user-id: user-7",
+            "set x-org: 42",
+            "set x-roles: reader,auditor",
+            "remove x-missing",
+            "set x-org-json: {\"id\":42,\"name\":\"acme\"}",
+        ]
+    );
+    // Without a valid identity (audit mode continues such requests), every claim header goes.
+    let evaluation = eval(&policy, &Fake::get("/").header("x-user-id", "admin"));
+    assert_eq!(evaluation.verdict, Verdict::Unauthenticated);
+    assert!(
+        edits(&policy, &evaluation)
+            .iter()
+            .all(|e| e.starts_with("remove "))
+    );
+}
+
+#[test]
+fn claim_values_with_control_characters_are_not_forwarded() {
+    let policy = policy(json!({"jwt": jwt_config(json!({
+        "claims_to_headers": [{"claim": "sub", "header": "x-user"}],
+    }))}));
+    let mut claims = sign::claims(NOW);
+    claims["sub"] = json!("a\r\nx-admin: true");
+    let evaluation = eval(
+        &policy,
+        &Fake::get("/").bearer(&sign::sign(Key::Hs1, &claims)),
+    );
+    assert_eq!(evaluation.verdict, Verdict::Allowed);
+    assert_eq!(
+        edits(&policy, &evaluation),
+        ["remove x-user", "remove authorization"]
+    );
+}
+
+#[test]
+fn deny_before_allow_and_default_deny() {
+    let policy = policy(json!({
+        "jwt": jwt_config(json!({})),
+        "rules": {
+            "deny": [{"paths": [{"prefix": "/admin"}], "claims": {"roles": "reader"}}],
+            "allow": [
+                {"paths": [{"prefix": "/orders/"}], "methods": ["get"], "claims": {"scope": "orders:read"}},
+                {"paths": [{"prefix": "/admin"}]},
+            ],
+        },
+    }));
+    let token = token();
+    let case = |method: &str, path: &str| {
+        let mut request = Fake::get(path).bearer(&token);
+        request.method = method.to_owned();
+        let evaluation = eval(&policy, &request);
+        (evaluation.verdict, evaluation.reason)
+    };
+    assert_eq!(
+        case("GET", "/orders/7"),
+        (Verdict::Allowed, Reason::AllowRule)
+    );
+    assert_eq!(
+        case("POST", "/orders/7"),
+        (Verdict::Denied, Reason::NoAllowRule)
+    );
+    // The token has role reader: the deny rule wins over the second allow rule.
+    assert_eq!(
+        case("GET", "/admin/users"),
+        (Verdict::Denied, Reason::DenyRule)
+    );
+    // Spelled differently, still /admin.
+    assert_eq!(
+        case("GET", "//%61dmin/./users"),
+        (Verdict::Denied, Reason::DenyRule)
+    );
+    assert_eq!(
+        case("GET", "/other"),
+        (Verdict::Denied, Reason::NoAllowRule)
+    );
+    let reply = policy
+        .reply(&eval(&policy, &Fake::get("/other").bearer(&token)))
+        .expect("403");
+    assert_eq!((reply.status, reply.challenge), (403, None));
+}
+
+#[test]
+fn claim_conditions() {
+    let rule = |claims: Value| {
+        policy(json!({"jwt": jwt_config(json!({})), "rules": {"allow": [{"claims": claims}]}}))
+    };
+    let token = token();
+    let allowed = |claims: Value| {
+        eval(&rule(claims), &Fake::get("/").bearer(&token)).verdict == Verdict::Allowed
+    };
+    assert!(allowed(json!({"sub": "user-7"})));
+    assert!(!allowed(json!({"sub": "user-8"})));
+    assert!(
+        allowed(json!({"sub": ["user-8", "user-7"]})),
+        "any of a list"
+    );
+    assert!(allowed(json!({"roles": "auditor"})), "array contains");
+    assert!(allowed(json!({"scope": "orders:write"})), "scope word");
+    assert!(!allowed(json!({"scope": "orders"})), "not a substring");
+    assert!(allowed(json!({"org.id": 42})));
+    assert!(allowed(json!({"org.id": "42"})), "string vs number");
+    assert!(
+        !allowed(json!({"sub": "user-7", "org.name": "other"})),
+        "all entries"
+    );
+    assert!(!allowed(json!({"nope": "x"})));
+}
+
+#[test]
+fn cidr_method_header_and_peer_conditions() {
+    let policy = policy(json!({
+        "jwt": jwt_config(json!({})),
+        "rules": {
+            "deny": [{"client_cidrs": ["203.0.113.0/24", "2001:db8::/32"]}],
+            "allow": [
+                {"headers": [{"name": "X-Env", "exact": "prod"}]},
+                {"peer_identities": [{"prefix": "spiffe://cluster.local/ns/prod/"}]},
+            ],
+        },
+    }));
+    let token = token();
+    let from = |client: &str| {
+        let mut request = Fake::get("/").bearer(&token).header("x-env", "prod");
+        request.client = Some(client.to_owned());
+        eval(&policy, &request).reason
+    };
+    assert_eq!(from("203.0.113.9:5000"), Reason::DenyRule);
+    assert_eq!(from("[2001:db8::1]:443"), Reason::DenyRule);
+    assert_eq!(from("[::ffff:203.0.113.9]:443"), Reason::DenyRule);
+    assert_eq!(from("198.51.100.1:5000"), Reason::AllowRule);
+    assert_eq!(from("[2001:db9::1]:443"), Reason::AllowRule);
+
+    let no_header = eval(&policy, &Fake::get("/").bearer(&token));
+    assert_eq!(no_header.reason, Reason::NoAllowRule);
+    let mut peer = Fake::get("/").bearer(&token);
+    peer.peer = Some("spiffe://cluster.local/ns/prod/sa/web".to_owned());
+    assert_eq!(eval(&policy, &peer).reason, Reason::AllowRule);
+}
+
+#[test]
+fn facts_are_read_only_when_a_rule_needs_them() {
+    let no_paths = policy(json!({"jwt": jwt_config(json!({}))}));
+    let request = Fake::get("/x").bearer(&token());
+    eval(&no_paths, &request);
+    assert_eq!(request.path_reads.get(), 0);
+    let two_path_rules = policy(json!({
+        "jwt": jwt_config(json!({})),
+        "rules": {"deny": [{"paths": [{"exact": "/a"}]}], "allow": [{"paths": [{"exact": "/x"}]}]},
+    }));
+    eval(&two_path_rules, &request);
+    assert_eq!(request.path_reads.get(), 1, "fetched once for both rules");
+}
+
+#[test]
+fn api_keys() {
+    // sha256("key-a") and sha256("key-b").
+    let policy = policy(json!({
+        "api_keys": {
+            "keys": [
+                {"name": "team-a", "sha256": sha256_hex(b"key-a")},
+                {"name": "team-b", "sha256": sha256_hex(b"key-b").to_uppercase()},
+            ],
+            "name_header": "x-client",
+        },
+        "rules": {"allow": [{"identities": ["team-a"]}]},
+    }));
+    let a = eval(
+        &policy,
+        &Fake::get("/")
+            .header("x-api-key", "key-a")
+            .header("x-client", "team-b"),
+    );
+    assert_eq!((a.verdict, a.reason), (Verdict::Allowed, Reason::AllowRule));
+    assert_eq!(
+        edits(&policy, &a),
+        ["set x-client: team-a", "remove x-api-key"]
+    );
+    let b = eval(&policy, &Fake::get("/").header("x-api-key", "key-b"));
+    assert_eq!(
+        (b.verdict, b.reason),
+        (Verdict::Denied, Reason::NoAllowRule)
+    );
+    let bad = eval(&policy, &Fake::get("/").header("x-api-key", "key-c"));
+    assert_eq!(
+        (bad.verdict, bad.reason),
+        (Verdict::Unauthenticated, Reason::BadApiKey)
+    );
+    let reply = policy.reply(&bad).expect("401");
+    assert_eq!(reply.challenge.as_deref(), Some("ApiKey realm=\"weft\""));
+    let missing = eval(&policy, &Fake::get("/"));
+    assert_eq!(missing.reason, Reason::MissingToken);
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn allow_missing_sends_anonymous_requests_to_the_rules() {
+    let policy = policy(json!({
+        "jwt": jwt_config(json!({})),
+        "allow_missing": true,
+        "rules": {
+            "deny": [{"paths": [{"prefix": "/internal"}]}],
+            "allow": [{"paths": [{"prefix": "/public/"}]}, {"claims": {"sub": "user-7"}}],
+        },
+    }));
+    let anonymous = |path: &str| {
+        let evaluation = eval(&policy, &Fake::get(path));
+        (evaluation.verdict, evaluation.reason)
+    };
+    assert_eq!(
+        anonymous("/public/logo.png"),
+        (Verdict::Allowed, Reason::AllowRule)
+    );
+    assert_eq!(
+        anonymous("/orders"),
+        (Verdict::Unauthenticated, Reason::MissingToken)
+    );
+    assert_eq!(
+        anonymous("/internal/x"),
+        (Verdict::Denied, Reason::DenyRule)
+    );
+    // A bad token is still rejected, not treated as missing.
+    let bad = eval(&policy, &Fake::get("/public/x").bearer("garbage"));
+    assert_eq!(bad.verdict, Verdict::Unauthenticated);
+    let good = eval(&policy, &Fake::get("/orders").bearer(&token()));
+    assert_eq!(good.verdict, Verdict::Allowed);
+}
+
+#[test]
+fn cache_skips_verification_but_not_expiry() {
+    let policy = policy(json!({"jwt": jwt_config(json!({"clock_skew": 0}))}));
+    let token = token();
+    let request = Fake::get("/").bearer(&token);
+    assert_eq!(policy.evaluate(&request, || NOW).verdict, Verdict::Allowed);
+    assert_eq!(
+        policy.evaluate(&request, || NOW + 10).verdict,
+        Verdict::Allowed
+    );
+    let expired = policy.evaluate(&request, || NOW + 3600);
+    assert_eq!(expired.reason, Reason::Token(Rejection::Expired));
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let jwt = jwt_config(json!({}));
+    let hash = sha256_hex(b"k");
+    let cases = [
+        (json!({}), "give `jwt`, `api_keys` or both"),
+        (
+            json!({"jwt": jwt, "rules": {"allow": [{"client_cidrs": ["10.0.0.0/8", "::/0", "10.1.1.1/8"]}]}}),
+            "rules.allow[0].client_cidrs[2]: `10.1.1.1/8` has bits set",
+        ),
+        (
+            json!({"jwt": jwt, "rules": {"deny": [{}]}}),
+            "rules.deny[0]: a rule needs at least one condition",
+        ),
+        (
+            json!({"jwt": jwt, "rules": {"allow": [{"paths": [{"exact": "x"}]}]}}),
+            "rules.allow[0].paths[0]: a path must start with `/`",
+        ),
+        (
+            json!({"jwt": jwt, "rules": {"allow": [{"paths": [{"exact": "/x", "prefix": "/y"}]}]}}),
+            "rules.allow[0].paths[0]: give exactly one of",
+        ),
+        (
+            json!({"jwt": jwt, "rules": {"allow": [{"headers": [{"name": "x"}]}]}}),
+            "rules.allow[0].headers[0]: give exactly one of",
+        ),
+        (
+            json!({"jwt": jwt, "rules": {"allow": [{"methods": ["GET POST"]}]}}),
+            "rules.allow[0].methods[0]",
+        ),
+        (
+            json!({"jwt": jwt, "rules": {"allow": [{"claims": {"roles": []}}]}}),
+            "rules.allow[0].claims.roles: give at least one value",
+        ),
+        (
+            json!({"jwt": jwt, "rules": {"allow": [{"claims": {"roles": {"a": 1}}}]}}),
+            "rules.allow[0].claims.roles: values must be",
+        ),
+        (
+            json!({"jwt": jwt_config(json!({"from": []}))}),
+            "jwt.from: give at least one",
+        ),
+        (
+            json!({"jwt": jwt_config(json!({"from": [{"header": "a", "cookie": "b"}]}))}),
+            "jwt.from[0]: give exactly one",
+        ),
+        (
+            json!({"jwt": jwt_config(json!({"from": [{"cookie": "a b"}]}))}),
+            "jwt.from[0].cookie",
+        ),
+        (
+            json!({"jwt": jwt_config(json!({"claims_to_headers": [{"claim": "sub", "header": "x user"}]}))}),
+            "jwt.claims_to_headers[0].header",
+        ),
+        (
+            json!({"jwt": jwt_config(json!({"claims_to_headers": [{"claim": "sub", "header": "authorization"}]}))}),
+            "jwt.claims_to_headers[0].header: `authorization` carries credentials",
+        ),
+        (
+            json!({"jwt": jwt_config(json!({"claims_to_headers": [{"claim": "sub", "header": "x-a"}, {"claim": "iss", "header": "X-A"}]}))}),
+            "jwt.claims_to_headers[1].header: `x-a` is already set",
+        ),
+        (
+            json!({"api_keys": {"keys": []}}),
+            "api_keys.keys: at least one key",
+        ),
+        (
+            json!({"api_keys": {"keys": [{"name": "a", "sha256": "abc"}]}}),
+            "api_keys.keys[0].sha256: expected 64 hex digits",
+        ),
+        (
+            json!({"api_keys": {"keys": [{"name": "a", "sha256": hash}, {"name": "a", "sha256": sha256_hex(b"j")}]}}),
+            "api_keys.keys[1].name: `a` is already used",
+        ),
+        (
+            json!({"api_keys": {"keys": [{"name": "a", "sha256": hash}, {"name": "b", "sha256": hash}]}}),
+            "api_keys.keys[1].sha256: the same key",
+        ),
+        (
+            json!({"api_keys": {"keys": [{"name": "a", "sha256": hash}], "name_header": "x-api-key"}}),
+            "api_keys.name_header: must differ",
+        ),
+        (
+            json!({"jwt": jwt_config(json!({})), "realm": "a\"b"}),
+            "realm:",
+        ),
+    ];
+    for (config, expected) in cases {
+        let err = try_policy(config).expect_err(expected);
+        assert!(
+            err.starts_with(expected),
+            "expected {expected:?}, got {err:?}"
+        );
+    }
+}
