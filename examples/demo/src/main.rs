@@ -1,7 +1,9 @@
-//! The quick-start demo: build the example filter, start a local upstream and the proxy in front
-//! of it, and show one request the filter modifies and one it rejects.
+//! The quick-start demo: build the four first-party filters, start two local upstreams and the
+//! proxy in front of them, and show each policy at work — a request routed by header, one rate
+//! limited, one denied for a missing token (and one let in with a token), and one with an
+//! injected fault.
 //!
-//! Run with: `cargo run --release --bin weft-demo` (add `-- --once` to exit after the two requests).
+//! Run with: `cargo run --release --bin weft-demo` (add `-- --once` to exit after the requests).
 
 #![allow(clippy::print_stdout)] // The demo talks to the user on stdout.
 
@@ -9,28 +11,41 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::Bytes;
 use clap::Parser;
+use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use weft_proxy::Proxy;
 use weft_proxy::config::Config;
 
-/// Show weft in action on this machine.
+/// The filters the demo builds, in chain order.
+const FILTERS: [&str; 4] = ["authz", "rate-limit", "header-router", "fault-injection"];
+
+/// The HS256 secret the demo's authz filter trusts (and the demo signs its token with).
+const SECRET: &[u8] = b"weft-demo-secret-do-not-use-elsewhere";
+
+/// Show weft's policy filters at work on this machine.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Exit after showing the two requests instead of serving until Ctrl-C.
+    /// Exit after showing the requests instead of serving until Ctrl-C.
     #[arg(long)]
     once: bool,
     /// Where the proxy listens (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 }
+
+type DemoClient = Client<HttpConnector, Empty<Bytes>>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -39,39 +54,76 @@ async fn main() -> anyhow::Result<()> {
         .join("../..")
         .canonicalize()
         .context("locating the workspace")?;
-    let module = build_filter(&root)?;
+    let modules = build_filters(&root)?;
 
-    let upstream = start_upstream().await?;
-    step(&format!("started a local upstream on http://{upstream}"));
+    let app = start_upstream("app").await?;
+    let beta = start_upstream("app-beta").await?;
+    step(&format!(
+        "started two local upstreams: `app` on http://{app} and `app-beta` on http://{beta}"
+    ));
 
-    let proxy = match start_proxy(&module, upstream, args.listen).await {
+    let proxy = match start_proxy(&modules, app, beta, args.listen).await {
         Ok(p) => p,
         Err(e) if args.listen.port() != 0 => {
             step(&format!(
                 "{} is taken ({e:#}); using a free port",
                 args.listen
             ));
-            start_proxy(&module, upstream, SocketAddr::from(([127, 0, 0, 1], 0))).await?
+            start_proxy(&modules, app, beta, SocketAddr::from(([127, 0, 0, 1], 0))).await?
         }
         Err(e) => return Err(e),
     };
     let addr = proxy.listener_addr("inbound").context("listener address")?;
     let admin = proxy.admin_addr().context("admin address")?;
     step(&format!(
-        "started weft-proxy on http://{addr} (metrics on http://{admin}/metrics) with filter `header-filter`"
+        "started weft-proxy on http://{addr} (metrics on http://{admin}/metrics) with the chain {}",
+        FILTERS.join(" → ")
     ));
-
     println!();
+
+    let client = Client::builder(TokioExecutor::new()).build_http();
     show(
+        &client,
         addr,
-        &[("x-user", "alice")],
-        "modified: the filter added `x-filtered-by: weft`",
+        "/hello",
+        &[("x-version", "beta")],
+        "routed by header: header-router sent it to `app-beta` (other requests go to `app`)",
+    )
+    .await?;
+    for _ in 0..2 {
+        fetch(&client, addr, "/limited", &[]).await?;
+    }
+    show(
+        &client,
+        addr,
+        "/limited",
+        &[],
+        "rate limited: route `limited` allows a burst of 2 per client, then 1 per 10 s; this was the 3rd",
     )
     .await?;
     show(
+        &client,
         addr,
+        "/admin",
         &[],
-        "rejected: the filter replied 400 itself; the upstream never saw it",
+        "denied: route `admin` needs a JWT and this request has none",
+    )
+    .await?;
+    let bearer = format!("Bearer {}", token("alice")?);
+    show(
+        &client,
+        addr,
+        "/admin",
+        &[("authorization", &bearer)],
+        "let in: the token is valid; authz forwarded its `sub` claim as `x-user`",
+    )
+    .await?;
+    show(
+        &client,
+        addr,
+        "/hello",
+        &[("x-weft-fault-abort", "503")],
+        "injected fault: fault-injection aborted it with 503 as the chaos header asked",
     )
     .await?;
 
@@ -80,9 +132,10 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("The proxy keeps running. Try:");
-    println!("  curl -i -H 'x-user: you' http://{addr}/hello");
-    println!("  curl -i http://{addr}/hello");
-    println!("  curl -s http://{admin}/metrics | grep weft_requests_total");
+    println!("  curl -i -H 'x-version: beta' http://{addr}/hello");
+    println!("  curl -i -H 'x-weft-fault-delay: 1000' http://{addr}/hello");
+    println!("  curl -i -H 'authorization: {bearer}' http://{addr}/admin");
+    println!("  curl -s http://{admin}/metrics | grep weft_filter_");
     println!("Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     proxy.shutdown().await;
@@ -93,8 +146,9 @@ fn step(message: &str) {
     println!("==> {message}");
 }
 
-/// Build `examples/header-filter` for wasm32-wasip2, installing the target if it is missing.
-fn build_filter(root: &Path) -> anyhow::Result<PathBuf> {
+/// Build the first-party filters for wasm32-wasip2, installing the target if it is missing.
+/// Returns the directory holding the `.wasm` files.
+fn build_filters(root: &Path) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output();
     let has_target = sysroot.is_ok_and(|o| {
@@ -112,50 +166,62 @@ fn build_filter(root: &Path) -> anyhow::Result<PathBuf> {
             bail!("the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`");
         }
     }
-    step("building examples/header-filter for wasm32-wasip2");
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            "guest",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "header-filter",
-        ])
-        .status()
-        .context("running cargo")?;
+    step("building the first-party filters (filters/*) for wasm32-wasip2");
+    let mut command = Command::new(cargo);
+    command.current_dir(root).args([
+        "build",
+        "--quiet",
+        "--profile",
+        "guest",
+        "--target",
+        "wasm32-wasip2",
+    ]);
+    for filter in FILTERS {
+        command.args(["-p", filter]);
+    }
+    let status = command.status().context("running cargo")?;
     if !status.success() {
-        bail!("building the example filter failed");
+        bail!("building the filters failed");
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let module = target_dir.join("wasm32-wasip2/guest/header_filter.wasm");
-    let size = std::fs::metadata(&module)
-        .with_context(|| format!("{} was not built", module.display()))?
-        .len();
-    step(&format!("built {} ({} KiB)", module.display(), size / 1024));
-    Ok(module)
+    let dir = target_dir.join("wasm32-wasip2/guest");
+    let mut sizes = Vec::new();
+    for filter in FILTERS {
+        let module = dir.join(wasm_name(filter));
+        let size = std::fs::metadata(&module)
+            .with_context(|| format!("{} was not built", module.display()))?
+            .len();
+        sizes.push(format!("{filter} {} KiB", size / 1024));
+    }
+    step(&format!("built {} ({})", dir.display(), sizes.join(", ")));
+    Ok(dir)
 }
 
-/// A tiny upstream that says hello and lists the headers it received.
-async fn start_upstream() -> anyhow::Result<SocketAddr> {
+fn wasm_name(filter: &str) -> String {
+    format!("{}.wasm", filter.replace('-', "_"))
+}
+
+/// A tiny upstream that says who it is and echoes the `x-user` header it received.
+async fn start_upstream(name: &'static str) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let mut text =
-                        format!("hello from the upstream; you asked for {}\n", req.uri());
-                    if let Some(user) = req.headers().get("x-user").and_then(|v| v.to_str().ok()) {
-                        text.push_str(&format!("x-user: {user}\n"));
-                    }
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text))))
-                });
+                let service = service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| async move {
+                        let mut text =
+                            format!("hello from `{name}`; you asked for {}\n", req.uri());
+                        if let Some(user) =
+                            req.headers().get("x-user").and_then(|v| v.to_str().ok())
+                        {
+                            text.push_str(&format!("x-user: {user}\n"));
+                        }
+                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text))))
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -166,10 +232,12 @@ async fn start_upstream() -> anyhow::Result<SocketAddr> {
 }
 
 async fn start_proxy(
-    module: &Path,
-    upstream: SocketAddr,
+    modules: &Path,
+    app: SocketAddr,
+    beta: SocketAddr,
     listen: SocketAddr,
 ) -> anyhow::Result<weft_proxy::RunningProxy> {
+    let module = |filter: &str| modules.join(wasm_name(filter)).display().to_string();
     let yaml = format!(
         r#"
 admin:
@@ -178,44 +246,120 @@ listeners:
   - name: inbound
     address: {listen}
     filters:
-      - name: header-filter
-        module: {module}
+      - name: authz
+        module: {authz}
         config:
-          required_header: x-user
-          response_header: {{ name: x-filtered-by, value: weft }}
+          jwt:
+            jwks: {{ keys: [ {{ kty: oct, kid: demo, alg: HS256, k: "{key}" }} ] }}
+            issuers: [weft-demo]
+            claims_to_headers: [ {{ claim: sub, header: x-user }} ]
+      - name: rate-limit
+        module: {rate_limit}
+        config:
+          limits:
+            - {{ name: per_client, key: [client_address], capacity: 100, refill: {{ amount: 100, interval: 1s }} }}
+      - name: header-router
+        module: {header_router}
+        config:
+          rules:
+            - name: beta
+              match: {{ headers: [ {{ name: x-version, exact: beta }} ] }}
+              upstream: app-beta
+      - name: fault-injection
+        module: {fault_injection}
+        config:
+          header_faults: true
     routes:
+      - name: admin
+        match: {{ path: {{ prefix: /admin }} }}
+        upstream: app
+      - name: limited
+        match: {{ path: {{ prefix: /limited }} }}
+        upstream: app
+        filters:
+          authz: {{ disabled: true }}
+          rate-limit:
+            config:
+              limits:
+                - {{ name: limited, key: [client_address], capacity: 2, refill: {{ amount: 1, interval: 10s }} }}
       - name: default
         match: {{ path: {{ prefix: / }} }}
         upstream: app
+        filters: {{ authz: {{ disabled: true }} }}
 upstreams:
   - name: app
-    endpoints: ["{upstream}"]
+    endpoints: ["{app}"]
+  - name: app-beta
+    endpoints: ["{beta}"]
 "#,
-        module = module.display()
+        authz = module("authz"),
+        rate_limit = module("rate-limit"),
+        header_router = module("header-router"),
+        fault_injection = module("fault-injection"),
+        key = B64.encode(SECRET),
     );
     let config = Config::from_yaml(&yaml, Path::new("<demo>"))?;
     Ok(Proxy::start(config).await?)
 }
 
-/// Send one GET through the proxy and print it like `curl -i` would.
-async fn show(addr: SocketAddr, headers: &[(&str, &str)], what: &str) -> anyhow::Result<()> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let mut request = http::Request::get(format!("http://{addr}/hello"));
-    let mut curl = String::from("curl -i");
+/// An HS256 JWT for `sub`, issued by `weft-demo`, valid for an hour.
+fn token(sub: &str) -> anyhow::Result<String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let header = B64.encode(br#"{"alg":"HS256","typ":"JWT","kid":"demo"}"#);
+    let claims = B64.encode(format!(
+        r#"{{"iss":"weft-demo","sub":"{sub}","iat":{now},"exp":{}}}"#,
+        now + 3600
+    ));
+    let signing_input = format!("{header}.{claims}");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET)?;
+    mac.update(signing_input.as_bytes());
+    let signature = B64.encode(mac.finalize().into_bytes());
+    Ok(format!("{signing_input}.{signature}"))
+}
+
+/// Send one GET through the proxy; the response is read and dropped.
+async fn fetch(
+    client: &DemoClient,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<http::Response<Bytes>> {
+    let mut request = http::Request::get(format!("http://{addr}{path}"));
     for (name, value) in headers {
         request = request.header(*name, *value);
-        curl.push_str(&format!(" -H '{name}: {value}'"));
     }
-    println!("$ {curl} http://{addr}/hello");
     let response = client.request(request.body(Empty::new())?).await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(http::Response::from_parts(parts, body))
+}
+
+/// Send one GET through the proxy and print it like `curl -i` would.
+async fn show(
+    client: &DemoClient,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    what: &str,
+) -> anyhow::Result<()> {
+    let mut curl = String::from("curl -i");
+    for (name, value) in headers {
+        let shown = if value.len() > 40 {
+            format!("{}…", &value[..40])
+        } else {
+            (*value).to_owned()
+        };
+        curl.push_str(&format!(" -H '{name}: {shown}'"));
+    }
+    println!("$ {curl} http://{addr}{path}");
+    let response = fetch(client, addr, path, headers).await?;
     println!("HTTP/1.1 {}", response.status());
     for (name, value) in response.headers() {
         if name != "date" {
             println!("{name}: {}", value.to_str().unwrap_or("<binary>"));
         }
     }
-    let body = response.into_body().collect().await?.to_bytes();
-    println!("\n{}", String::from_utf8_lossy(&body).trim_end());
+    println!("\n{}", String::from_utf8_lossy(response.body()).trim_end());
     println!("# {what}\n");
     Ok(())
 }
