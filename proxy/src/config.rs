@@ -358,6 +358,17 @@ impl Config {
     }
 }
 
+/// Parse YAML text from `origin` into `T`, with errors that name the file, line, column and
+/// field as config errors do (used for the filter test-case files too).
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    src: &str,
+    origin: &Path,
+) -> Result<T, ConfigError> {
+    let cx = Context::new(src, origin);
+    serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(src))
+        .map_err(|err| cx.serde_error(err))
+}
+
 // The file as serde sees it. Values that need parsing (durations, sizes, addresses) stay
 // strings here so that `Context` can report them with the field path and position. The
 // `expecting` texts appear in "invalid type" messages, so they describe the YAML.

@@ -12,9 +12,11 @@
 //! ```
 
 pub mod config;
+pub mod harness;
 pub mod metrics;
 mod proxy;
 pub mod runtime;
+pub mod scaffold;
 pub mod telemetry;
 
 pub use crate::proxy::{Error, Loaded, Proxy, ProxyBody, RunningProxy};

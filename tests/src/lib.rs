@@ -8,7 +8,6 @@ pub mod bench;
 pub mod client;
 pub mod grpc;
 pub mod guests;
-pub mod harness;
 pub mod metrics;
 pub mod proxy;
 pub mod upstream;
@@ -18,12 +17,14 @@ pub use client::{
     h2c_client, http1_client, next_chunk, post_with, request, send, send_h2c_direct,
 };
 pub use grpc::{EchoClient, EchoReply, EchoRequest, EchoService, echo_client};
-pub use metrics::Scrape;
+pub use metrics::{Scrape, scrape};
 pub use proxy::{
     CONFIG_FILE, TestProxy, error_chain, proxy_config_error, proxy_start_error, start_proxy,
     startup_error,
 };
 pub use upstream::{GarbageUpstream, Seen, SilentUpstream, Upstream, closed_addr};
+/// The filter harness, as filter authors use it.
+pub use weft_harness as harness;
 
 /// The error type of streaming bodies in these helpers.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -33,7 +33,10 @@ use wasmtime::{Engine, Store, Trap};
 use self::bindings::weft::filter::http as wit;
 use self::bindings::{Filter, FilterPre};
 pub use self::host::token_bucket::{BucketFamily, Spec as BucketSpec, Taken, TooManyKeys};
-pub use self::host::{Clock, ManualClock, RequestHead, RequestInfo, ResponseHead, SystemClock};
+pub use self::host::{
+    Clock, Entropy, LogLevel, LogSink, ManualClock, OsEntropy, RequestHead, RequestInfo,
+    ResponseHead, SeededEntropy, SystemClock,
+};
 use self::host::{HostState, RequestRef, SharedHost};
 use crate::config::{FailurePolicy, Isolation};
 use crate::metrics::{LatencyHistogram, Metrics};
@@ -51,6 +54,10 @@ pub struct RuntimeOptions {
     pub cache_dir: Option<PathBuf>,
     /// The clock filters see.
     pub clock: Arc<dyn Clock>,
+    /// Where filters' randomness comes from.
+    pub entropy: Arc<dyn Entropy>,
+    /// Also receives every line filters log, at every level (the proxy's log still gets them).
+    pub log_sink: Option<Arc<dyn LogSink>>,
 }
 
 impl fmt::Debug for RuntimeOptions {
@@ -66,6 +73,8 @@ impl Default for RuntimeOptions {
         Self {
             cache_dir: cache::default_dir(),
             clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
+            log_sink: None,
         }
     }
 }
@@ -287,6 +296,8 @@ impl Runtime {
         });
         let shared = Arc::new(SharedHost {
             clock: options.clock,
+            entropy: options.entropy,
+            log_sink: options.log_sink,
             metric_registry: metrics.filter_registry(),
             buckets: metrics.token_buckets(),
         });

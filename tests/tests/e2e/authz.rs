@@ -618,7 +618,7 @@ async fn e2e_allowed_request_reaches_the_upstream_with_claim_headers() -> anyhow
         assert_eq!(seen.header_values("x-user-id"), ["user-7"], "{key:?}");
         assert!(!seen.has_header("authorization"), "{key:?}: token stripped");
     }
-    let scrape = Scrape::fetch(proxy.admin()).await?;
+    let scrape = weft_tests::scrape(proxy.admin()).await?;
     assert_eq!(
         scrape.require(
             DECISIONS,
@@ -684,7 +684,7 @@ async fn e2e_valid_but_forbidden_gets_403() -> anyhow::Result<()> {
     .await?;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "no orders:read scope");
     assert_eq!(upstream.requests(), 0);
-    let scrape = Scrape::fetch(proxy.admin()).await?;
+    let scrape = weft_tests::scrape(proxy.admin()).await?;
     assert_eq!(
         scrape.require(
             DECISIONS,

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use weft_proxy::runtime::{LoadError, Verdict};
 use weft_tests::harness::{Decision, Harness, TestRequest};
 use weft_tests::{
-    HttpClient, Proto, REQUEST_TIMEOUT, Reply, Scrape, Upstream, empty, get, get_with, guests,
+    HttpClient, Proto, REQUEST_TIMEOUT, Reply, Upstream, empty, get, get_with, guests,
     proxy_start_error, request, send, start_proxy,
 };
 
@@ -567,7 +567,7 @@ async fn scrape_counter(
 ) -> anyhow::Result<f64> {
     let mut all = vec![("filter", FAULTS)];
     all.extend_from_slice(labels);
-    let scrape = Scrape::fetch(proxy.admin()).await?;
+    let scrape = weft_tests::scrape(proxy.admin()).await?;
     Ok(scrape
         .value(&format!("weft_filter_fault_injection_{metric}_total"), &all)
         .unwrap_or(0.0))

@@ -503,7 +503,7 @@ async fn a_header_routes_to_the_beta_upstream_with_header_edits() -> anyhow::Res
         assert_eq!(reply.header("x-upstream-choice"), None, "{proto:?}");
     }
 
-    let scrape = Scrape::fetch(proxy.admin()).await?;
+    let scrape = weft_tests::scrape(proxy.admin()).await?;
     let runs = Proto::ALL.len() as f64;
     assert_eq!(
         scrape.require(DECISIONS, &[("rule", "beta-users"), ("upstream", "beta")])?,
@@ -538,7 +538,7 @@ async fn a_canary_split_reaches_both_upstreams_and_is_counted() -> anyhow::Resul
         "{canary} of {REQUESTS} on the canary"
     );
 
-    let scrape = Scrape::fetch(proxy.admin()).await?;
+    let scrape = weft_tests::scrape(proxy.admin()).await?;
     assert_eq!(
         scrape.require(DECISIONS, &[("rule", "canary"), ("upstream", "canary")])?,
         canary as f64

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use weft_tests::{Scrape, Upstream, get, guests, start_proxy};
+use weft_tests::{Upstream, get, guests, start_proxy};
 
 use crate::{filter, one_route};
 
@@ -165,7 +165,7 @@ async fn a_delay_may_end_in_a_local_response_and_a_too_long_one_is_invalid() -> 
         "{}",
         reply.text()
     );
-    let scrape = Scrape::fetch(proxy.admin()).await?;
+    let scrape = weft_tests::scrape(proxy.admin()).await?;
     assert_eq!(
         scrape.value(
             "weft_filter_errors_total",

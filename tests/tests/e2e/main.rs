@@ -9,6 +9,7 @@ mod errors;
 mod fault_injection;
 mod filters;
 mod grpc;
+mod harness;
 mod header_router;
 mod host;
 mod http;

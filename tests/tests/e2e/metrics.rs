@@ -17,7 +17,7 @@ async fn scrape_until(
 ) -> anyhow::Result<Scrape> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let scrape = Scrape::fetch(admin).await?;
+        let scrape = weft_tests::scrape(admin).await?;
         match check(&scrape) {
             Ok(()) => return Ok(scrape),
             Err(e) if Instant::now() >= deadline => {

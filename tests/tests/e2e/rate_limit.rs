@@ -548,7 +548,7 @@ fn bad_configs_are_rejected_naming_the_field() {
 
 /// The filter's failures by kind, for messages about an unexpected 500.
 async fn filter_errors(admin: std::net::SocketAddr) -> anyhow::Result<String> {
-    let scrape = Scrape::fetch(admin).await?;
+    let scrape = weft_tests::scrape(admin).await?;
     let kinds = ["trap", "timeout", "invalid_action", "instantiate", "metric"];
     Ok(kinds
         .iter()
@@ -624,7 +624,7 @@ async fn exact_under_concurrency_across_instances() -> anyhow::Result<()> {
     );
 
     // Decisions are counted in the hook, before the client has its reply.
-    let scrape = Scrape::fetch(proxy.admin()).await?;
+    let scrape = weft_tests::scrape(proxy.admin()).await?;
     assert_eq!(decisions(&scrape, "per_client", "allowed"), CAPACITY as f64);
     assert_eq!(
         decisions(&scrape, "per_client", "limited"),
@@ -697,7 +697,7 @@ async fn key_flood_stays_within_max_keys() -> anyhow::Result<()> {
     .await?;
     let (addr, admin) = (proxy.addr(), proxy.admin());
     let keys_held = move || async move {
-        let scrape = Scrape::fetch(admin).await?;
+        let scrape = weft_tests::scrape(admin).await?;
         anyhow::Ok(
             scrape
                 .value(KEYS, &[("filter", "rl"), ("family", "per_tenant")])
@@ -755,7 +755,7 @@ async fn key_flood_stays_within_max_keys() -> anyhow::Result<()> {
     assert!(highest <= MAX_KEYS as f64, "keys held peaked at {highest}");
     assert_eq!(keys_held().await?, MAX_KEYS as f64);
 
-    let scrape = Scrape::fetch(admin).await?;
+    let scrape = weft_tests::scrape(admin).await?;
     assert_eq!(decisions(&scrape, "per_tenant", "allowed"), MAX_KEYS as f64);
     assert_eq!(
         decisions(&scrape, "per_tenant", "overflow"),

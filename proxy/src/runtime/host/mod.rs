@@ -21,13 +21,18 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::http::{RequestHead, RequestInfo, ResponseHead};
+pub use self::log::{LogLevel, LogSink};
 use self::metrics::InstanceMetrics;
+pub use self::random::{Entropy, OsEntropy, SeededEntropy};
 use self::token_bucket::{BucketFamily, TokenBuckets};
 use crate::metrics::FilterMetricRegistry;
 
-/// What every instance of every filter shares: time, the metric registry, the token buckets.
+/// What every instance of every filter shares: time, randomness, where logs also go, the metric
+/// registry, the token buckets.
 pub(crate) struct SharedHost {
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) entropy: Arc<dyn Entropy>,
+    pub(crate) log_sink: Option<Arc<dyn LogSink>>,
     pub(crate) metric_registry: Arc<FilterMetricRegistry>,
     pub(crate) buckets: Arc<TokenBuckets>,
 }
