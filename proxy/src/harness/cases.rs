@@ -29,6 +29,7 @@ use std::fmt::{self, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use serde::{Deserialize, Deserializer};
 
@@ -92,6 +93,8 @@ pub struct CaseRequest {
     pub route: Option<String>,
     /// The route's upstream; `backend` by default.
     pub upstream: Option<String>,
+    /// The request body; the body hook runs on it if the filter declares one.
+    pub body: Option<String>,
 }
 
 impl Default for CaseRequest {
@@ -103,6 +106,7 @@ impl Default for CaseRequest {
             client: None,
             route: None,
             upstream: None,
+            body: None,
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct CaseResponse {
     /// Its headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Its body; the body hook runs on it if the filter declares one.
+    pub body: Option<String>,
 }
 
 /// What the filter should do. Only what is given is checked.
@@ -137,8 +143,11 @@ pub struct Expect {
     pub action: Option<ActionKind>,
     /// The status of the filter's own response (also after a delay).
     pub status: Option<u16>,
-    /// The body of the filter's own response.
+    /// The body the client gets: the filter's own response's, or the upstream's after the
+    /// response body hook.
     pub body: Option<String>,
+    /// The request body sent upstream, after the request body hook.
+    pub request_body: Option<String>,
     /// How long the filter holds the request.
     #[serde(default, deserialize_with = "duration")]
     pub delay: Option<Duration>,
@@ -348,7 +357,14 @@ fn run_case(harness: &Harness, case: &Case) -> Vec<Mismatch> {
 
     // The request hook, then the response hook if the request went on and the case has a
     // response. What the client would get ends up in `client`.
-    let verdict = harness.on_request(&mut request);
+    let mut request_body = case.request.body.as_ref().map(|b| Bytes::from(b.clone()));
+    let verdict =
+        harness
+            .on_request(&mut request)
+            .and_then(|verdict| match (verdict, &mut request_body) {
+                (Verdict::Continue, Some(body)) => harness.on_request_body(&mut request, body),
+                (verdict, _) => Ok(verdict),
+            });
     let mut client: Option<ResponseHead> = None;
     let mut body: Option<String> = None;
     let outcome = match verdict {
@@ -356,29 +372,44 @@ fn run_case(harness: &Harness, case: &Case) -> Vec<Mismatch> {
         Ok(Verdict::Continue) => {
             if let Some(upstream) = &case.response {
                 match build_response(upstream) {
-                    Ok(mut head) => match harness.on_response(&request, &mut head) {
-                        Ok(Verdict::Respond(local)) => {
-                            body = Some(String::from_utf8_lossy(local.body()).into_owned());
-                            client = Some(head_of(&local));
+                    Ok(mut head) => {
+                        let mut upstream_body =
+                            Bytes::from(upstream.body.clone().unwrap_or_default());
+                        let verdict =
+                            harness
+                                .on_response(&request, &mut head)
+                                .and_then(|verdict| match verdict {
+                                    Verdict::Continue if upstream.body.is_some() => harness
+                                        .on_response_body(&request, &mut head, &mut upstream_body),
+                                    verdict => Ok(verdict),
+                                });
+                        match verdict {
+                            Ok(Verdict::Respond(local)) => {
+                                body = Some(text(local.body()));
+                                client = Some(head_of(&local));
+                            }
+                            Ok(_) => {
+                                body = Some(text(&upstream_body));
+                                client = Some(head);
+                            }
+                            Err(failure) => {
+                                out.push("response hook", "no failure", failure.to_string())
+                            }
                         }
-                        Ok(_) => client = Some(head),
-                        Err(failure) => {
-                            out.push("response hook", "no failure", failure.to_string())
-                        }
-                    },
+                    }
                     Err(message) => out.push("response", "a valid response", message),
                 }
             }
             Ok((ActionKind::Continue, None))
         }
         Ok(Verdict::Respond(local)) => {
-            body = Some(String::from_utf8_lossy(local.body()).into_owned());
+            body = Some(text(local.body()));
             client = Some(head_of(&local));
             Ok((ActionKind::Respond, None))
         }
         Ok(Verdict::Delay(d, then)) => {
             if let Some(local) = &then {
-                body = Some(String::from_utf8_lossy(local.body()).into_owned());
+                body = Some(text(local.body()));
                 client = Some(head_of(local));
             }
             Ok((ActionKind::Delay, Some(d)))
@@ -445,6 +476,19 @@ fn run_case(harness: &Harness, case: &Case) -> Vec<Mismatch> {
             show_opt(expect.delay.map(humantime::format_duration)),
             show_opt(delay.map(humantime::format_duration)),
         );
+    }
+    if let Some(want) = &expect.request_body {
+        let got = request_body.as_deref().map(text);
+        if got.as_deref() != Some(want.as_str()) {
+            out.push(
+                "request body",
+                format!("{want:?}"),
+                got.map_or_else(
+                    || "none (the case sends no body)".to_owned(),
+                    |b| format!("{b:?}"),
+                ),
+            );
+        }
     }
     if let Some(want) = &expect.upstream
         && request.chosen_upstream() != Some(want.as_str())
@@ -560,7 +604,11 @@ fn show_labels(labels: &BTreeMap<String, String>) -> String {
     format!("{{{}}}", pairs.join(","))
 }
 
-fn head_of(local: &http::Response<bytes::Bytes>) -> ResponseHead {
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn head_of(local: &http::Response<Bytes>) -> ResponseHead {
     ResponseHead {
         status: local.status(),
         version: local.version(),

@@ -34,6 +34,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+
 use crate::config::{Direction, FailurePolicy, Isolation};
 use crate::metrics::Metrics;
 use crate::runtime::{
@@ -225,23 +227,69 @@ impl Harness {
         self.clock.advance(by);
     }
 
-    /// Run `on-request-headers` on `request`, which keeps the filter's edits.
+    /// Run `on-request-headers` on `request`, which keeps the filter's edits. As in the proxy,
+    /// a filter that did not declare the hook is not called: the verdict is `Continue`.
     pub fn on_request(&self, request: &mut TestRequest) -> Result<Verdict, FilterFailure> {
+        if !self.filter.hooks().request_headers {
+            return Ok(Verdict::Continue);
+        }
         self.filter
             .on_request_headers(&mut Lease::default(), &mut request.head, &request.info)
     }
 
+    /// Run `on-request-body` on the whole request `body`, which keeps the filter's
+    /// replacement. Only for a filter that declared the hook, as in the proxy.
+    pub fn on_request_body(
+        &self,
+        request: &mut TestRequest,
+        body: &mut Bytes,
+    ) -> Result<Verdict, FilterFailure> {
+        if !self.filter.hooks().request_body {
+            return Ok(Verdict::Continue);
+        }
+        self.filter.on_request_body(
+            &mut Lease::default(),
+            &mut request.head,
+            &request.info,
+            body,
+        )
+    }
+
     /// Run `on-response-headers` for `request` on `response`, which keeps the filter's edits.
+    /// Only for a filter that declared the hook, as in the proxy.
     pub fn on_response(
         &self,
         request: &TestRequest,
         response: &mut ResponseHead,
     ) -> Result<Verdict, FilterFailure> {
+        if !self.filter.hooks().response_headers {
+            return Ok(Verdict::Continue);
+        }
         self.filter.on_response_headers(
             &mut Lease::default(),
             &Arc::new(request.head.clone()),
             &request.info,
             response,
+        )
+    }
+
+    /// Run `on-response-body` for `request` on `response` and its whole `body`, which keep the
+    /// filter's edits. Only for a filter that declared the hook, as in the proxy.
+    pub fn on_response_body(
+        &self,
+        request: &TestRequest,
+        response: &mut ResponseHead,
+        body: &mut Bytes,
+    ) -> Result<Verdict, FilterFailure> {
+        if !self.filter.hooks().response_body {
+            return Ok(Verdict::Continue);
+        }
+        self.filter.on_response_body(
+            &mut Lease::default(),
+            &Arc::new(request.head.clone()),
+            &request.info,
+            response,
+            body,
         )
     }
 

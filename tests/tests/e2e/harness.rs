@@ -249,3 +249,87 @@ async fn the_chain_mode_refuses_a_bad_config_naming_the_filter() {
     assert!(text.contains("limit"), "{text}");
     assert!(text.contains("capacity"), "{text}");
 }
+
+#[test]
+fn body_hooks_see_and_replace_whole_bodies() {
+    let harness =
+        Harness::load("body", guests::BODY, serde_json::Value::Null).expect("body guest loads");
+    let mut request = TestRequest::new("POST", "/upload");
+    let mut body = bytes::Bytes::from_static(b"hello");
+    let verdict = harness
+        .on_request_body(&mut request, &mut body)
+        .expect("no failure");
+    assert_eq!(Decision::from(&verdict), Decision::Continue);
+    assert_eq!(&body[..], b"hello!");
+
+    let mut forbidden = bytes::Bytes::from_static(b"a forbidden word");
+    let verdict = harness
+        .on_request_body(&mut request, &mut forbidden)
+        .expect("no failure");
+    assert_eq!(Decision::from(&verdict), Decision::Respond(400));
+
+    let mut head = weft_tests::harness::response(200);
+    let mut reply = bytes::Bytes::from_static(b"quiet");
+    harness
+        .on_response_body(&request, &mut head, &mut reply)
+        .expect("no failure");
+    assert_eq!(&reply[..], b"QUIET");
+}
+
+#[test]
+fn hooks_a_filter_did_not_declare_are_not_called_as_in_the_proxy() {
+    // noop declares only on-request-headers; every call the runtime makes is timed, so the
+    // call-duration histogram shows which hooks ran.
+    let harness =
+        Harness::load("noop", guests::NOOP, serde_json::Value::Null).expect("noop guest loads");
+    let mut request = TestRequest::get("/");
+    harness.on_request(&mut request).expect("no failure");
+    let verdict = harness
+        .on_response(&request, &mut weft_tests::harness::response(200))
+        .expect("no failure");
+    assert_eq!(Decision::from(&verdict), Decision::Continue);
+    let calls = |hook: &str| {
+        harness.scrape().value(
+            "weft_filter_call_duration_seconds_count",
+            &[("filter", "noop"), ("hook", hook)],
+        )
+    };
+    assert_eq!(calls("on-request-headers"), Some(1.0));
+    assert!(
+        matches!(calls("on-response-headers"), None | Some(0.0)),
+        "the undeclared response hook ran: {:?}",
+        calls("on-response-headers")
+    );
+}
+
+#[test]
+fn yaml_cases_cover_bodies() {
+    let src = r#"
+cases:
+  - name: the request body is rewritten and the response body upper-cased
+    request: { method: POST, path: /upload, body: hello }
+    response: { status: 200, body: quiet }
+    expect: { action: continue, request_body: "hello!", body: QUIET }
+  - name: a forbidden body is refused
+    request: { method: POST, path: /upload, body: "a forbidden word" }
+    expect: { action: respond, status: 400, body: forbidden body }
+  - name: a wrong expectation is reported
+    request: { method: POST, path: /upload, body: hi }
+    expect: { request_body: "hi" }
+"#;
+    let harness =
+        Harness::load("body", guests::BODY, serde_json::Value::Null).expect("body guest loads");
+    let file = cases::CaseFile::from_yaml(src, Path::new("cases.yaml")).expect("valid cases");
+    let report = cases::run(&harness, &file);
+    assert_eq!(report.failed(), 1, "{report}");
+    assert!(report.cases[0].mismatches.is_empty(), "{report}");
+    assert!(report.cases[1].mismatches.is_empty(), "{report}");
+    assert_eq!(
+        report.cases[2].mismatches,
+        [cases::Mismatch {
+            what: "request body".into(),
+            expected: "\"hi\"".into(),
+            actual: "\"hi!\"".into(),
+        }]
+    );
+}
