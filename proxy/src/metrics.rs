@@ -338,11 +338,16 @@ pub(crate) struct FilterMetricRegistry {
     registry: Arc<Mutex<Registry>>,
 }
 
-fn valid_metric_name(name: &str) -> bool {
+/// Whether `name` matches `[a-z_][a-z0-9_]*`: the names filters give metrics, labels and
+/// token-bucket families.
+pub(crate) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 128
+}
+
+fn valid_metric_name(name: &str) -> bool {
+    is_identifier(name) && name.len() <= 128
 }
 
 impl FilterMetricRegistry {

@@ -548,38 +548,33 @@ async fn forward(
 ) -> Response<ProxyBody> {
     let mut added = HeaderMap::new();
     let mut response = exchange(listener, route, head, incoming, info, &mut added).await;
-    if !added.is_empty() {
-        let headers = response.headers_mut();
-        let mut name = None;
-        for (next, value) in added {
-            // `HeaderMap::into_iter` names each header once, before its first value.
-            if next.is_some() {
-                name = next;
-            }
-            if let Some(name) = &name {
-                headers.append(name.clone(), value);
-            }
-        }
-    }
+    append_all(response.headers_mut(), added);
     response
 }
 
 /// Move the response headers request hooks added out of the request, into `added`.
 fn take_added_headers(head: &mut RequestHead, added: &mut HeaderMap) {
-    if head.response_headers.is_empty() {
+    append_all(added, std::mem::take(&mut head.response_headers));
+}
+
+/// Append every value of `from` to `to`, keeping what `to` has (`HeaderMap::extend` would
+/// replace same-named headers).
+fn append_all(to: &mut HeaderMap, from: HeaderMap) {
+    if from.is_empty() {
         return;
     }
-    if added.is_empty() {
-        *added = std::mem::take(&mut head.response_headers);
+    if to.is_empty() {
+        *to = from;
         return;
     }
     let mut name = None;
-    for (next, value) in std::mem::take(&mut head.response_headers) {
+    for (next, value) in from {
+        // `HeaderMap::into_iter` names each header once, before its first value.
         if next.is_some() {
             name = next;
         }
         if let Some(name) = &name {
-            added.append(name.clone(), value);
+            to.append(name.clone(), value);
         }
     }
 }

@@ -765,15 +765,15 @@ impl LoadedFilter {
 
     /// Turn the guest's action into something the proxy can do, or a failure.
     fn verdict(&self, hook: Hook, action: wit::Action) -> Result<Verdict, FilterFailure> {
+        let invalid = |message| FilterFailure {
+            filter: self.name.clone(),
+            hook,
+            kind: FailureKind::InvalidAction,
+            message,
+        };
         match action {
             wit::Action::Continue => Ok(Verdict::Continue),
             wit::Action::Delay(delay) => {
-                let invalid = |message| FilterFailure {
-                    filter: self.name.clone(),
-                    hook,
-                    kind: FailureKind::InvalidAction,
-                    message,
-                };
                 let ms = delay.milliseconds;
                 let duration = Duration::from_millis(u64::from(ms));
                 if duration > MAX_DELAY {
@@ -790,14 +790,7 @@ impl LoadedFilter {
                 Ok(Verdict::Delay(duration, then))
             }
             wit::Action::Respond(local) => {
-                local_response(local)
-                    .map(Verdict::Respond)
-                    .map_err(|message| FilterFailure {
-                        filter: self.name.clone(),
-                        hook,
-                        kind: FailureKind::InvalidAction,
-                        message,
-                    })
+                local_response(local).map(Verdict::Respond).map_err(invalid)
             }
         }
     }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::HostState;
+use crate::metrics::is_identifier;
 use crate::runtime::bindings::weft::filter::token_bucket::{
     BucketSpec, DefineError, Family as Handle, Host, TakeError, TakeResult,
 };
@@ -319,14 +320,6 @@ impl TokenBuckets {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 fn millis_ceil(nanos: u64) -> u64 {
     if nanos == u64::MAX {
         u64::MAX
@@ -341,7 +334,7 @@ impl Host for HostState {
         name: String,
         spec: BucketSpec,
     ) -> wasmtime::Result<Result<Handle, DefineError>> {
-        if !valid_name(&name) {
+        if !is_identifier(&name) {
             return Ok(Err(DefineError::InvalidName(format!(
                 "bucket family name {name:?} must match [a-z_][a-z0-9_]*"
             ))));
@@ -498,6 +491,6 @@ mod tests {
                 .expect_err("invalid")
                 .contains("max-keys")
         );
-        assert!(valid_name("per_client") && !valid_name("Per") && !valid_name("1x"));
+        assert!(is_identifier("per_client") && !is_identifier("Per") && !is_identifier("1x"));
     }
 }
