@@ -1,4 +1,29 @@
 //! weft's control plane: watches filter definitions and streams them to proxies.
 //!
-//! Not built yet: the proxy currently loads its filters from its own config file. The
-//! distribution protocol, the local-directory source and the Kubernetes controller land here.
+//! The pieces, in the order data flows through them:
+//!
+//! - [`definition`]: the `WasmFilter` object (YAML today, a Kubernetes custom resource later)
+//!   and its validation.
+//! - [`source`]: where definitions come from. [`source::dir::DirSource`] watches a directory.
+//! - [`catalog`]: the resolved filters and module bytes, and which filters select a proxy.
+//! - [`ControlPlane`]: holds the current catalog and the status of every proxy.
+//! - [`server`]: the gRPC `FilterDistribution` service (see `api/proto`) over TCP, with
+//!   optional mTLS ([`tls`]) binding proxy identities to client certificates.
+//! - [`admin`]: a small HTTP endpoint for status (`/proxies`, `/filters`, `/healthz`).
+
+pub mod admin;
+pub mod catalog;
+mod control_plane;
+pub mod definition;
+mod error;
+pub mod server;
+pub mod source;
+mod status;
+mod stream;
+pub mod tls;
+
+pub use crate::catalog::{Catalog, CatalogFilter, SourceError};
+pub use crate::control_plane::{ControlPlane, DEFAULT_ROOT_NAMESPACE};
+pub use crate::error::Error;
+pub use crate::status::{ProxyStatus, ReportStatus, SentFilter};
+pub use crate::stream::Distribution;

@@ -6,6 +6,16 @@
 //! admin:                               # optional; serves /metrics and /ready
 //!   address: 127.0.0.1:9901
 //! cache_dir: cache                     # optional; relative paths start at this file's directory
+//! control_plane:                       # optional; filters streamed from weft-controlplane
+//!   address: https://127.0.0.1:18000   # http:// or https:// (https needs `tls`)
+//!   name: app-7f9c                     # this proxy's identity; default $POD_NAME, then $HOSTNAME
+//!   namespace: shop                    # default $POD_NAMESPACE, then "default"
+//!   labels: { app: shop }              # filters select proxies by these
+//!   state_dir: state                   # default "weft-state"; the last good chain and its modules
+//!   tls:                               # mTLS: PEM files; all three required for https
+//!     ca: certs/ca.pem                 # the control plane's CA
+//!     cert: certs/proxy.pem            # this proxy's client certificate
+//!     key: certs/proxy-key.pem
 //! limits:                              # sizes: a number of bytes, or a number and B, KiB, MiB, GiB
 //!   max_request_header_bytes: 64KiB    # default 64KiB
 //!   max_request_body_bytes: 16MiB      # default 16MiB
@@ -53,7 +63,7 @@
 //!
 //! [`Config::load`] reads a file; every error names the file, the line and column, and the
 //! field, like
-//! `weft.yaml:32:19: listeners[0].routes[0].upstream: unknown upstream "bilings" (known: app, billing)`.
+//! `weft.yaml:42:19: listeners[0].routes[0].upstream: unknown upstream "bilings" (known: app, billing)`.
 //!
 //! Parsing happens in two steps: serde reads the file into the private `Raw*` structs, which
 //! reject unknown keys and wrong types; then [`Config::from_yaml`] converts those into the public
@@ -90,12 +100,42 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// The upstreams, in file order.
     pub upstreams: Vec<UpstreamConfig>,
+    /// Where dynamic filters come from; none: only the filters in this file.
+    pub control_plane: Option<ControlPlaneConfig>,
     /// The file this was read from, or `<inline>`; used in messages.
     pub source: PathBuf,
 }
 
+/// The control plane this proxy subscribes to for filters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlaneConfig {
+    /// `http://host:port` or `https://host:port`.
+    pub address: String,
+    /// This proxy's name.
+    pub name: String,
+    /// This proxy's namespace.
+    pub namespace: String,
+    /// This proxy's labels, matched by filter selectors.
+    pub labels: BTreeMap<String, String>,
+    /// Where the last good chain and its modules are kept, resolved against the file's directory.
+    pub state_dir: PathBuf,
+    /// Client certificate and CA; required for `https://`.
+    pub tls: Option<ClientTls>,
+}
+
+/// PEM files for mTLS to the control plane, resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// The CA that signed the control plane's certificate.
+    pub ca: PathBuf,
+    /// This proxy's certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
 /// The admin server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// Where `/metrics` and `/ready` are served.
     pub address: SocketAddr,
@@ -169,7 +209,7 @@ pub struct FilterConfig {
 }
 
 /// What happens to a request when its filter traps, runs out of time or reports an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailurePolicy {
     /// Reject the request. The default.
@@ -180,7 +220,7 @@ pub enum FailurePolicy {
 }
 
 /// How filter instances relate to requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Isolation {
     /// Instances are reused across requests. The default.
@@ -262,7 +302,7 @@ pub enum FilterOverride {
 }
 
 /// A named set of equivalent endpoints.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     /// Unique among upstreams.
     pub name: String,
@@ -278,7 +318,7 @@ pub struct UpstreamConfig {
 }
 
 /// Which HTTP version to speak to an upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
     /// The version the downstream client used. The default.
@@ -359,14 +399,36 @@ impl Config {
 }
 
 /// Parse YAML text from `origin` into `T`, with errors that name the file, line, column and
-/// field as config errors do (used for the filter test-case files too).
-pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+/// field as config errors do (used for the filter test-case files and the control plane's
+/// filter definitions too).
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     src: &str,
     origin: &Path,
 ) -> Result<T, ConfigError> {
     let cx = Context::new(src, origin);
     serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(src))
         .map_err(|err| cx.serde_error(err))
+}
+
+/// An error about the value at `keys` (mapping keys from the document's root) in the YAML
+/// text `src` from `origin`, located at that value's line and column (or the nearest parent
+/// present). For checks made after [`parse_yaml`] succeeded.
+pub fn error_at(
+    src: &str,
+    origin: &Path,
+    keys: &[&str],
+    message: impl Into<String>,
+) -> ConfigError {
+    let field = keys
+        .iter()
+        .fold(locate::FieldPath::root(), |path, key| path.key(key));
+    Context::new(src, origin).error(&field, message)
+}
+
+/// Parse a size: `123`, `123B`, `64KiB`, `16MiB`, `1GiB` (powers of 1024). The error says
+/// what is wrong, without the value.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    validate::parse_size(text)
 }
 
 // The file as serde sees it. Values that need parsing (durations, sizes, addresses) stay
@@ -387,6 +449,30 @@ struct RawConfig {
     listeners: Vec<RawListener>,
     #[serde(default)]
     upstreams: Vec<RawUpstream>,
+    control_plane: Option<RawControlPlane>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with the key `address`")]
+struct RawControlPlane {
+    address: String,
+    name: Option<String>,
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    state_dir: Option<PathBuf>,
+    tls: Option<RawClientTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `ca`, `cert` and `key`"
+)]
+struct RawClientTls {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 #[derive(Deserialize)]

@@ -119,6 +119,16 @@ pub struct Metrics {
     filter_errors: Family<FilterErrorLabels, Counter>,
     filters: Arc<FilterMetricRegistry>,
     buckets: Arc<TokenBuckets>,
+    config_updates: Family<ConfigUpdateLabels, Counter>,
+    control_plane_connected: Gauge,
+    snapshot_version: Gauge,
+}
+
+/// Labels of `weft_config_updates_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConfigUpdateLabels {
+    source: &'static str,
+    result: &'static str,
 }
 
 impl Default for Metrics {
@@ -162,6 +172,24 @@ impl Metrics {
             bucket_keys.clone(),
         );
         let buckets = Arc::new(TokenBuckets::new(bucket_keys));
+        let config_updates = Family::<ConfigUpdateLabels, Counter>::default();
+        registry.register(
+            "config_updates",
+            "Filter chain updates by source (file, control_plane) and result (applied, rejected)",
+            config_updates.clone(),
+        );
+        let control_plane_connected = Gauge::default();
+        registry.register(
+            "control_plane_connected",
+            "1 while the subscription to the control plane is up",
+            control_plane_connected.clone(),
+        );
+        let snapshot_version = Gauge::default();
+        registry.register(
+            "control_plane_snapshot_version",
+            "The control plane snapshot version being served (0: none)",
+            snapshot_version.clone(),
+        );
         let registry = Arc::new(Mutex::new(registry));
         let filters = Arc::new(FilterMetricRegistry {
             entries: Mutex::new(HashMap::new()),
@@ -176,7 +204,29 @@ impl Metrics {
             filter_errors,
             filters,
             buckets,
+            config_updates,
+            control_plane_connected,
+            snapshot_version,
         }
+    }
+
+    /// Count one chain update from `source` (`file`, `control_plane`) with `result`
+    /// (`applied`, `rejected`).
+    pub(crate) fn config_update(&self, source: &'static str, result: &'static str) {
+        self.config_updates
+            .get_or_create(&ConfigUpdateLabels { source, result })
+            .inc();
+    }
+
+    /// Record whether the control plane subscription is up.
+    pub(crate) fn set_control_plane_connected(&self, up: bool) {
+        self.control_plane_connected.set(i64::from(up));
+    }
+
+    /// Record the control plane snapshot version being served.
+    pub(crate) fn set_snapshot_version(&self, version: u64) {
+        self.snapshot_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
     }
 
     /// The process's token-bucket families.

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod control_plane;
 pub mod grpc;
 pub mod guests;
 pub mod metrics;

@@ -1,7 +1,10 @@
-//! The quick-start demo: build the four first-party filters, start two local upstreams and the
-//! proxy in front of them, and show each policy at work — a request routed by header, one rate
+//! The quick-start demo: build the four first-party filters, start the control plane on a
+//! directory of filter definitions (`examples/demo/filters/*.yaml`, the shape of the
+//! `WasmFilter` resource), two local upstreams and the proxy in front of them, subscribed to
+//! the control plane. Then show each policy at work — a request routed by header, one rate
 //! limited, one denied for a missing token (and one let in with a token), and one with an
-//! injected fault.
+//! injected fault — and a hot reload: a definition edited on disk is enforced by the proxy
+//! moments later, without a restart.
 //!
 //! Run with: `cargo run --release --bin weft-demo` (add `-- --once` to exit after the requests).
 
@@ -11,7 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
@@ -25,6 +28,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use weft_controlplane::source::dir::DirSource;
+use weft_controlplane::{ControlPlane, DEFAULT_ROOT_NAMESPACE, server};
 use weft_proxy::Proxy;
 use weft_proxy::config::Config;
 
@@ -54,7 +59,24 @@ async fn main() -> anyhow::Result<()> {
         .join("../..")
         .canonicalize()
         .context("locating the workspace")?;
-    let modules = build_filters(&root)?;
+    let (target, modules) = build_filters(&root)?;
+    let work = target.join("weft-demo");
+    let definitions = prepare_definitions(&root, &modules, &work)?;
+    let control_plane = ControlPlane::new(DEFAULT_ROOT_NAMESPACE);
+    let _source = DirSource::start(&definitions, control_plane.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cp_server = server::serve(
+        &control_plane,
+        TcpListener::bind("127.0.0.1:0").await?,
+        None,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    step(&format!(
+        "started weft-controlplane on {} serving {} (edit the YAML there; proxies follow)",
+        cp_server.local_addr(),
+        definitions.display()
+    ));
 
     let app = start_upstream("app").await?;
     let beta = start_upstream("app-beta").await?;
@@ -62,22 +84,31 @@ async fn main() -> anyhow::Result<()> {
         "started two local upstreams: `app` on http://{app} and `app-beta` on http://{beta}"
     ));
 
-    let proxy = match start_proxy(&modules, app, beta, args.listen).await {
+    let cp = cp_server.local_addr();
+    let proxy = match start_proxy(&work, cp, app, beta, args.listen).await {
         Ok(p) => p,
         Err(e) if args.listen.port() != 0 => {
             step(&format!(
                 "{} is taken ({e:#}); using a free port",
                 args.listen
             ));
-            start_proxy(&modules, app, beta, SocketAddr::from(([127, 0, 0, 1], 0))).await?
+            start_proxy(&work, cp, app, beta, SocketAddr::from(([127, 0, 0, 1], 0))).await?
         }
         Err(e) => return Err(e),
     };
     let addr = proxy.listener_addr("inbound").context("listener address")?;
     let admin = proxy.admin_addr().context("admin address")?;
+    wait_until(Duration::from_secs(30), || proxy.snapshot_version() > 0)
+        .await
+        .context("the proxy did not receive its filters from the control plane")?;
+    let chain: Vec<String> = control_plane
+        .proxies()
+        .first()
+        .map(|p| p.filters.iter().map(|f| f.name.clone()).collect())
+        .unwrap_or_default();
     step(&format!(
-        "started weft-proxy on http://{addr} (metrics on http://{admin}/metrics) with the chain {}",
-        FILTERS.join(" → ")
+        "started weft-proxy on http://{addr} (metrics on http://{admin}/metrics); the control plane sent it the chain {}",
+        chain.join(" → ")
     ));
     println!();
 
@@ -127,8 +158,34 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
+    // Hot reload: raise the limit on disk; the next request is admitted.
+    let file = definitions.join("rate-limit.yaml");
+    let edited = std::fs::read_to_string(&file)?.replace("capacity: 2,", "capacity: 5,");
+    let before = proxy.snapshot_version();
+    let started = std::time::Instant::now();
+    std::fs::write(&file, edited)?;
+    wait_until(Duration::from_secs(10), || {
+        proxy.snapshot_version() > before
+    })
+    .await
+    .context("the edit did not reach the proxy")?;
+    step(&format!(
+        "edited {}: capacity 2 → 5; the proxy enforced the new version {:.0?} later, without a restart",
+        file.display(),
+        started.elapsed()
+    ));
+    show(
+        &client,
+        addr,
+        "/limited",
+        &[],
+        "admitted: the new limit has fresh buckets of 5",
+    )
+    .await?;
+
     if args.once {
         proxy.shutdown().await;
+        cp_server.shutdown().await;
         return Ok(());
     }
     println!("The proxy keeps running. Try:");
@@ -136,9 +193,14 @@ async fn main() -> anyhow::Result<()> {
     println!("  curl -i -H 'x-weft-fault-delay: 1000' http://{addr}/hello");
     println!("  curl -i -H 'authorization: {bearer}' http://{addr}/admin");
     println!("  curl -s http://{admin}/metrics | grep weft_filter_");
+    println!(
+        "  $EDITOR {}/*.yaml   # the proxy follows",
+        definitions.display()
+    );
     println!("Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     proxy.shutdown().await;
+    cp_server.shutdown().await;
     Ok(())
 }
 
@@ -146,9 +208,41 @@ fn step(message: &str) {
     println!("==> {message}");
 }
 
+/// Poll `done` every 5 ms until it holds, or fail after `limit`.
+async fn wait_until(limit: Duration, done: impl Fn() -> bool) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            bail!("timed out after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// A fresh copy of the demo's definitions with the modules beside them, in `work/filters`.
+fn prepare_definitions(root: &Path, modules: &Path, work: &Path) -> anyhow::Result<PathBuf> {
+    let dir = work.join("filters");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A fresh state directory too: the demo shows the control plane delivering the chain.
+    let _ = std::fs::remove_dir_all(work.join("state"));
+    for filter in FILTERS {
+        let yaml = format!("{filter}.yaml");
+        std::fs::copy(
+            root.join("examples/demo/filters").join(&yaml),
+            dir.join(&yaml),
+        )
+        .with_context(|| format!("copying {yaml}"))?;
+        std::fs::copy(modules.join(wasm_name(filter)), dir.join(wasm_name(filter)))
+            .with_context(|| format!("copying {}", wasm_name(filter)))?;
+    }
+    Ok(dir)
+}
+
 /// Build the first-party filters for wasm32-wasip2, installing the target if it is missing.
-/// Returns the directory holding the `.wasm` files.
-fn build_filters(root: &Path) -> anyhow::Result<PathBuf> {
+/// Returns the target directory and the directory holding the `.wasm` files.
+fn build_filters(root: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output();
     let has_target = sysroot.is_ok_and(|o| {
@@ -196,7 +290,7 @@ fn build_filters(root: &Path) -> anyhow::Result<PathBuf> {
         sizes.push(format!("{filter} {} KiB", size / 1024));
     }
     step(&format!("built {} ({})", dir.display(), sizes.join(", ")));
-    Ok(dir)
+    Ok((target_dir, dir))
 }
 
 fn wasm_name(filter: &str) -> String {
@@ -232,43 +326,20 @@ async fn start_upstream(name: &'static str) -> anyhow::Result<SocketAddr> {
 }
 
 async fn start_proxy(
-    modules: &Path,
+    work: &Path,
+    control_plane: SocketAddr,
     app: SocketAddr,
     beta: SocketAddr,
     listen: SocketAddr,
 ) -> anyhow::Result<weft_proxy::RunningProxy> {
-    let module = |filter: &str| modules.join(wasm_name(filter)).display().to_string();
+    // The proxy's own file names the listener, routes and upstreams; the filters come from
+    // the control plane, which selects this proxy by its labels.
     let yaml = format!(
-        r#"
-admin:
+        r#"admin:
   address: 127.0.0.1:0
 listeners:
   - name: inbound
     address: {listen}
-    filters:
-      - name: authz
-        module: {authz}
-        config:
-          jwt:
-            jwks: {{ keys: [ {{ kty: oct, kid: demo, alg: HS256, k: "{key}" }} ] }}
-            issuers: [weft-demo]
-            claims_to_headers: [ {{ claim: sub, header: x-user }} ]
-      - name: rate-limit
-        module: {rate_limit}
-        config:
-          limits:
-            - {{ name: per_client, key: [client_address], capacity: 100, refill: {{ amount: 100, interval: 1s }} }}
-      - name: header-router
-        module: {header_router}
-        config:
-          rules:
-            - name: beta
-              match: {{ headers: [ {{ name: x-version, exact: beta }} ] }}
-              upstream: app-beta
-      - name: fault-injection
-        module: {fault_injection}
-        config:
-          header_faults: true
     routes:
       - name: admin
         match: {{ path: {{ prefix: /admin }} }}
@@ -276,29 +347,25 @@ listeners:
       - name: limited
         match: {{ path: {{ prefix: /limited }} }}
         upstream: app
-        filters:
-          authz: {{ disabled: true }}
-          rate-limit:
-            config:
-              limits:
-                - {{ name: limited, key: [client_address], capacity: 2, refill: {{ amount: 1, interval: 10s }} }}
       - name: default
         match: {{ path: {{ prefix: / }} }}
         upstream: app
-        filters: {{ authz: {{ disabled: true }} }}
 upstreams:
   - name: app
     endpoints: ["{app}"]
   - name: app-beta
     endpoints: ["{beta}"]
-"#,
-        authz = module("authz"),
-        rate_limit = module("rate-limit"),
-        header_router = module("header-router"),
-        fault_injection = module("fault-injection"),
-        key = B64.encode(SECRET),
+control_plane:
+  address: http://{control_plane}
+  name: demo-0
+  namespace: default
+  labels: {{ app: demo }}
+  state_dir: state
+"#
     );
-    let config = Config::from_yaml(&yaml, Path::new("<demo>"))?;
+    let path = work.join("weft.yaml");
+    std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+    let config = Config::load(&path)?;
     Ok(Proxy::start(config).await?)
 }
 

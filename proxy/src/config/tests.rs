@@ -208,13 +208,61 @@ fn doc_example_is_valid() {
     assert_eq!(upstream.protocol, UpstreamProtocol::Http2);
     assert_eq!(upstream.connect_timeout, Duration::from_millis(500));
     assert_eq!(upstream.timeout, Duration::from_secs(10));
+
+    let cp = config.control_plane.as_ref().expect("control_plane");
+    assert_eq!(cp.address, "https://127.0.0.1:18000");
+    assert_eq!(
+        (cp.name.as_str(), cp.namespace.as_str()),
+        ("app-7f9c", "shop")
+    );
+    assert_eq!(cp.labels.get("app").map(String::as_str), Some("shop"));
+    assert!(cp.state_dir.ends_with("state"), "{:?}", cp.state_dir);
+    let tls = cp.tls.as_ref().expect("tls");
+    assert!(tls.cert.ends_with("certs/proxy.pem"), "{:?}", tls.cert);
+}
+
+#[test]
+fn control_plane_errors_name_the_field() {
+    let base = "listeners: [{ name: l, address: 127.0.0.1:0, routes: [{ name: r, upstream: u }] }]\nupstreams: [{ name: u, endpoints: [\"127.0.0.1:1\"] }]\n";
+    let cases = [
+        (
+            "control_plane: { address: grpc://cp:1, name: p }",
+            "control_plane.address: invalid address",
+        ),
+        (
+            "control_plane: { address: https://cp:1, name: p }",
+            "https:// needs `tls",
+        ),
+        (
+            "control_plane: { address: http://cp:1, name: p, tls: { ca: a, cert: b, key: c } }",
+            "`tls` is set but the address is http://",
+        ),
+        (
+            "control_plane: { address: http://cp:1, name: \"bad name\" }",
+            "control_plane.name: invalid name",
+        ),
+        (
+            "control_plane: { address: http://cp:1, name: p, colour: blue }",
+            "unknown field `colour`",
+        ),
+    ];
+    for (section, want) in cases {
+        let err = load(&format!("{base}{section}\n"))
+            .expect_err(section)
+            .to_string();
+        assert!(err.contains(want), "{section}: {err}");
+        assert!(
+            err.contains("weft.yaml:3:"),
+            "{section}: the error names the line: {err}"
+        );
+    }
 }
 
 #[test]
 fn doc_example_error_is_accurate() {
     let yaml = doc_example().replace("upstream: billing ", "upstream: bilings ");
     let err = load(&yaml).expect_err("invalid");
-    let documented = "weft.yaml:32:19: listeners[0].routes[0].upstream: unknown upstream \"bilings\" (known: app, billing)";
+    let documented = "weft.yaml:42:19: listeners[0].routes[0].upstream: unknown upstream \"bilings\" (known: app, billing)";
     assert!(include_str!("../config.rs").contains(documented));
     assert!(err.to_string().ends_with(documented), "{err}");
 }

@@ -47,7 +47,7 @@ impl<'a> Context<'a> {
     }
 
     /// An error about the value at `field`, located in the source.
-    fn error(&self, field: &FieldPath, message: impl Into<String>) -> ConfigError {
+    pub(super) fn error(&self, field: &FieldPath, message: impl Into<String>) -> ConfigError {
         self.error_at(self.locator().nearest(field), field, message.into())
     }
 
@@ -175,13 +175,84 @@ impl<'a> Context<'a> {
             ));
         }
 
+        let control_plane = match raw.control_plane {
+            Some(cp) => Some(self.control_plane(&root.key("control_plane"), cp)?),
+            None => None,
+        };
+
         Ok(Config {
             admin,
             cache_dir,
             limits,
             listeners,
             upstreams,
+            control_plane,
             source: self.file.to_owned(),
+        })
+    }
+
+    fn control_plane(&self, path: &FieldPath, raw: RawControlPlane) -> Result<ControlPlaneConfig> {
+        let address = raw.address.trim().to_owned();
+        let https = address.starts_with("https://");
+        if !https && !address.starts_with("http://") {
+            return Err(self.error(
+                &path.key("address"),
+                format!(
+                    "invalid address {address:?}: expected http://host:port or https://host:port"
+                ),
+            ));
+        }
+        if address.parse::<http::Uri>().is_err() {
+            return Err(self.error(
+                &path.key("address"),
+                format!("invalid address {address:?}: not a URI"),
+            ));
+        }
+        let from_env = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+        };
+        let name = match raw.name.or_else(|| from_env(&["POD_NAME", "HOSTNAME"])) {
+            Some(name) => self.name(&path.key("name"), name)?,
+            None => {
+                return Err(self.error(
+                    path,
+                    "`name` is required: neither POD_NAME nor HOSTNAME is set",
+                ));
+            }
+        };
+        let namespace = raw
+            .namespace
+            .or_else(|| from_env(&["POD_NAMESPACE"]))
+            .unwrap_or_else(|| "default".to_owned());
+        let namespace = self.name(&path.key("namespace"), namespace)?;
+        let tls = raw.tls.map(|t| ClientTls {
+            ca: self.base_dir.join(t.ca),
+            cert: self.base_dir.join(t.cert),
+            key: self.base_dir.join(t.key),
+        });
+        if https && tls.is_none() {
+            return Err(self.error(
+                &path.key("address"),
+                "https:// needs `tls: { ca, cert, key }` (the control plane requires a client certificate)",
+            ));
+        }
+        if !https && tls.is_some() {
+            return Err(self.error(
+                &path.key("tls"),
+                "`tls` is set but the address is http://; use https://",
+            ));
+        }
+        Ok(ControlPlaneConfig {
+            address,
+            name,
+            namespace,
+            labels: raw.labels,
+            state_dir: self
+                .base_dir
+                .join(raw.state_dir.unwrap_or_else(|| PathBuf::from("weft-state"))),
+            tls,
         })
     }
 
@@ -638,7 +709,7 @@ fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
 }
 
 /// Parses `123`, `123B`, `64KiB`, `16MiB`, `1GiB` (powers of 1024).
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(super) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let digits = text
         .find(|c: char| !c.is_ascii_digit())

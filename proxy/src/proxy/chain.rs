@@ -9,10 +9,46 @@ use crate::runtime::{
     FilterFailure, Lease, LoadedFilter, RequestHead, RequestInfo, ResponseHead, Verdict,
 };
 
+/// One filter in a chain, with the requests it is limited to.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub(crate) filter: Arc<LoadedFilter>,
+    /// None: every request of the route.
+    pub(crate) when: Option<Arc<RequestMatch>>,
+}
+
+impl Link {
+    /// A filter that sees every request of its route.
+    pub(crate) fn always(filter: Arc<LoadedFilter>) -> Self {
+        Self { filter, when: None }
+    }
+}
+
+/// Which requests a filter sees, decided once per request from the head as it arrived.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct RequestMatch {
+    /// Empty: every path.
+    pub(crate) path_prefixes: Vec<String>,
+    /// Empty: every method.
+    pub(crate) methods: Vec<http::Method>,
+}
+
+impl RequestMatch {
+    fn matches(&self, head: &RequestHead) -> bool {
+        let path = head.uri.path();
+        (self.path_prefixes.is_empty()
+            || self
+                .path_prefixes
+                .iter()
+                .any(|p| path.starts_with(p.as_str())))
+            && (self.methods.is_empty() || self.methods.contains(&head.method))
+    }
+}
+
 /// The filters of one route, in order, with what they declared folded together.
 #[derive(Debug, Default)]
 pub(crate) struct Chain {
-    filters: Vec<Arc<LoadedFilter>>,
+    filters: Vec<Link>,
     /// Some filter wants `on-request-headers`.
     pub(crate) request_headers: bool,
     /// Some filter wants the request body buffered.
@@ -22,6 +58,8 @@ pub(crate) struct Chain {
     /// Some filter wants the response body buffered.
     pub(crate) response_body: bool,
     per_request: bool,
+    /// Some filter sees only some requests.
+    conditional: bool,
 }
 
 /// What the chain decided.
@@ -45,9 +83,10 @@ pub(crate) enum Outcome {
 }
 
 impl Chain {
-    pub(crate) fn new(filters: Vec<Arc<LoadedFilter>>) -> Self {
-        let any = |f: fn(&LoadedFilter) -> bool| filters.iter().any(|x| f(x));
+    pub(crate) fn new(filters: Vec<Link>) -> Self {
+        let any = |f: fn(&LoadedFilter) -> bool| filters.iter().any(|x| f(&x.filter));
         Self {
+            conditional: filters.iter().any(|l| l.when.is_some()),
             request_headers: any(|f| f.hooks().request_headers),
             request_body: any(|f| f.hooks().request_body),
             response_headers: any(|f| f.hooks().response_headers),
@@ -57,11 +96,20 @@ impl Chain {
         }
     }
 
-    /// Instances held for one request; allocates only when a filter is isolated per request.
-    pub(crate) fn leases(&self) -> Leases {
+    /// Instances held for one request, and which filters it skips; allocates only when a
+    /// filter is isolated per request or limited to some requests.
+    pub(crate) fn leases(&self, head: &RequestHead) -> Leases {
         Leases {
             held: if self.per_request {
                 (0..self.filters.len()).map(|_| Lease::default()).collect()
+            } else {
+                Vec::new()
+            },
+            skip: if self.conditional {
+                self.filters
+                    .iter()
+                    .map(|l| l.when.as_ref().is_some_and(|w| !w.matches(head)))
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -83,8 +131,8 @@ impl Chain {
         let n = self.filters.len();
         let mut step = |pos: usize| -> Option<Outcome> {
             let i = if reverse { n - 1 - pos } else { pos };
-            let filter = &self.filters[i];
-            if !wants(filter) {
+            let filter = &self.filters[i].filter;
+            if !wants(filter) || leases.skips(i) {
                 return None;
             }
             match call(filter, leases.get(i)) {
@@ -179,10 +227,16 @@ impl Chain {
 /// The instances one request holds, for filters isolated per request.
 pub(crate) struct Leases {
     held: Vec<Lease>,
+    /// Per filter: true when this request is outside the filter's match. Empty: none is.
+    skip: Vec<bool>,
     scratch: Lease,
 }
 
 impl Leases {
+    fn skips(&self, i: usize) -> bool {
+        self.skip.get(i).copied().unwrap_or(false)
+    }
+
     fn get(&mut self, i: usize) -> &mut Lease {
         match self.held.get_mut(i) {
             Some(lease) => lease,

@@ -2,11 +2,13 @@
 
 mod admin;
 pub(crate) mod body;
+mod build;
 mod chain;
+mod control;
 pub(crate) mod hop;
+mod reload;
 mod upstream;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,18 +28,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use arc_swap::ArcSwap;
+
 pub use self::body::ProxyBody;
+use self::build::{Builder, RouteTable, Used};
 use self::chain::{Chain, Outcome};
+use self::reload::Reloader;
 use self::upstream::Upstream;
-use crate::config::{
-    Config, ConfigError, Direction, FilterOverride, HeaderRule, Limits, ListenerConfig, PathMatch,
-    RouteMatch,
-};
+use crate::config::{Config, ConfigError, Direction, HeaderRule, Limits, PathMatch, RouteMatch};
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::runtime::{
-    FilterFailure, FilterSpec, LoadError, LoadedFilter, Module, RequestHead, RequestInfo,
-    ResponseHead, Runtime, RuntimeOptions,
-};
+use crate::runtime::{FilterFailure, LoadError, RequestHead, RequestInfo, ResponseHead};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,12 +87,17 @@ pub struct Loaded {
     listeners: Vec<(Arc<ListenerState>, SocketAddr)>,
     admin: Option<SocketAddr>,
     metrics: Arc<Metrics>,
+    reloader: Arc<Reloader>,
 }
 
 impl Loaded {
-    /// How many filter instances (listener filters and route overrides) were configured.
+    /// How many filters (listener filters, route overrides and control plane filters) were
+    /// configured.
     pub fn filter_count(&self) -> usize {
-        self.listeners.iter().map(|(l, _)| l.filters).sum()
+        self.listeners
+            .iter()
+            .map(|(l, _)| l.table.load().filters)
+            .sum()
     }
 
     /// How many listeners the config declares.
@@ -105,52 +110,60 @@ impl Proxy {
     /// Compile every module and configure every filter of `config`, without binding anything.
     /// This is what `weft-proxy check` runs.
     pub fn load(config: &Config) -> Result<Loaded, Error> {
+        Self::load_with(config, false)
+    }
+
+    /// [`Proxy::load`], plus with `restore` the control plane filters of the last good
+    /// snapshot kept on disk, if any.
+    fn load_with(config: &Config, restore: bool) -> Result<Loaded, Error> {
         let metrics = Arc::new(Metrics::new());
-        let options = RuntimeOptions {
-            cache_dir: config
-                .cache_dir
-                .clone()
-                .or_else(|| RuntimeOptions::default().cache_dir),
-            ..RuntimeOptions::default()
+        let mut builder = Builder::new(config, metrics.clone())?;
+        let mut used = Used::default();
+        let restored = match &config.control_plane {
+            Some(cp) if restore => control::restore(cp, &mut builder, &mut used),
+            _ => None,
         };
-        let runtime = Runtime::new(options, metrics.clone()).map_err(Error::Runtime)?;
-        let upstreams: Arc<HashMap<Arc<str>, Arc<Upstream>>> = Arc::new(
-            config
-                .upstreams
-                .iter()
-                .map(|u| {
-                    let upstream = Upstream::new(u);
-                    (upstream.name.clone(), Arc::new(upstream))
-                })
-                .collect(),
-        );
-        let mut modules = HashMap::new();
-        let listeners = config
+        let dynamic = restored.as_ref().map_or(&[][..], |(d, _)| d.as_slice());
+        let tables = builder.tables(config, dynamic, &mut used)?;
+        builder.commit(used);
+        let listeners: Vec<_> = config
             .listeners
             .iter()
-            .map(|l| {
-                let state = load_listener(
-                    l,
-                    &config.limits,
-                    &runtime,
-                    &mut modules,
-                    &upstreams,
-                    &metrics,
-                )?;
-                Ok((Arc::new(state), l.address))
+            .zip(tables)
+            .map(|(l, table)| {
+                let state = ListenerState {
+                    name: l.name.as_str().into(),
+                    direction: l.direction,
+                    limits: config.limits.clone(),
+                    unmatched: metrics.route(&l.name, "none", "none"),
+                    table: ArcSwap::from_pointee(table),
+                };
+                (Arc::new(state), l.address)
             })
-            .collect::<Result<_, Error>>()?;
+            .collect();
+        let reloader = Arc::new(Reloader::new(
+            builder,
+            config.clone(),
+            restored,
+            listeners.iter().map(|(l, _)| l.clone()).collect(),
+            metrics.clone(),
+        ));
         Ok(Loaded {
             listeners,
             admin: config.admin.as_ref().map(|a| a.address),
             metrics,
+            reloader,
         })
     }
 
     /// Load `config`, bind its listeners and admin endpoint, and serve until shut down.
+    ///
+    /// With a control plane configured, the proxy starts with the last good snapshot kept on
+    /// disk (if any) and subscribes in the background: it is ready at once, whether or not
+    /// the control plane answers.
     pub async fn start(config: Config) -> Result<RunningProxy, Error> {
         // Compiling modules is CPU work; keep it off the async workers.
-        let loaded = tokio::task::spawn_blocking(move || Proxy::load(&config))
+        let loaded = tokio::task::spawn_blocking(move || Proxy::load_with(&config, true))
             .await
             .map_err(|e| Error::Runtime(LoadError::Engine(format!("loader panicked: {e}"))))??;
         Self::serve(loaded).await
@@ -200,6 +213,14 @@ impl Proxy {
             }
             None => None,
         };
+        reload::watch_file(&loaded.reloader, &mut tasks, shutdown.subscribe());
+        if let Some(cp) = loaded.reloader.control_plane() {
+            tasks.spawn(control::run(
+                loaded.reloader.clone(),
+                cp,
+                shutdown.subscribe(),
+            ));
+        }
         ready.store(true, Ordering::Release);
         Ok(RunningProxy {
             listeners: addrs,
@@ -207,6 +228,7 @@ impl Proxy {
             shutdown,
             tasks,
             metrics: loaded.metrics,
+            reloader: loaded.reloader,
         })
     }
 }
@@ -236,9 +258,24 @@ pub struct RunningProxy {
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     metrics: Arc<Metrics>,
+    reloader: Arc<Reloader>,
 }
 
 impl RunningProxy {
+    /// Re-read the config file now and apply it as a file change would: on success new
+    /// requests use the new chains; on failure the error is returned and nothing changes.
+    pub async fn reload(&self) -> Result<(), Error> {
+        let reloader = self.reloader.clone();
+        tokio::task::spawn_blocking(move || reloader.reload_file())
+            .await
+            .map_err(|e| Error::Runtime(LoadError::Engine(format!("reload panicked: {e}"))))?
+    }
+
+    /// The control plane snapshot version being served; 0 when none.
+    pub fn snapshot_version(&self) -> u64 {
+        self.reloader.snapshot_version()
+    }
+
     /// The bound address of listener `name`.
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
         self.listeners
@@ -264,19 +301,16 @@ impl RunningProxy {
     }
 }
 
-/// A listener's routes and limits.
+/// A listener: what is fixed while it runs, and its routes, swapped whole on a reload.
 #[derive(Debug)]
 struct ListenerState {
     name: Arc<str>,
     direction: Direction,
-    routes: Vec<Route>,
     limits: Limits,
-    /// Filters configured: the listener's chain plus per-route config overrides.
-    filters: usize,
     /// Requests that matched no route.
     unmatched: RouteMetrics,
-    /// Every upstream, for filters that choose one by name.
-    upstreams: Arc<HashMap<Arc<str>, Arc<Upstream>>>,
+    /// The routes and their chains. Each request loads it once and keeps that version.
+    table: ArcSwap<RouteTable>,
 }
 
 /// One route: how to match, where to send, which filters run.
@@ -308,92 +342,6 @@ impl Route {
                 }
             })
     }
-}
-
-fn load_listener(
-    config: &ListenerConfig,
-    limits: &Limits,
-    runtime: &Runtime,
-    modules: &mut HashMap<PathBuf, Arc<Module>>,
-    upstreams: &Arc<HashMap<Arc<str>, Arc<Upstream>>>,
-    metrics: &Metrics,
-) -> Result<ListenerState, Error> {
-    let filter_error = |filter: &str, module: &std::path::Path, source| Error::Filter {
-        listener: config.name.clone(),
-        filter: filter.to_owned(),
-        module: module.to_owned(),
-        source: Box::new(source),
-    };
-    let mut load = |f: &crate::config::FilterConfig, cfg: &serde_json::Value| {
-        let module = match modules.get(&f.module) {
-            Some(m) => m.clone(),
-            None => {
-                let m = runtime
-                    .load_module(&f.module)
-                    .map_err(|e| filter_error(&f.name, &f.module, e))?;
-                modules.insert(f.module.clone(), m.clone());
-                m
-            }
-        };
-        runtime
-            .load_filter(FilterSpec {
-                name: &f.name,
-                module,
-                config: cfg,
-                failure_policy: f.failure_policy,
-                isolation: f.isolation,
-                time_budget: f.time_budget,
-                max_memory_bytes: f.max_memory_bytes,
-            })
-            .map_err(|e| filter_error(&f.name, &f.module, e))
-    };
-    let base: Vec<Arc<LoadedFilter>> = config
-        .filters
-        .iter()
-        .map(|f| load(f, &f.config))
-        .collect::<Result<_, _>>()?;
-    let mut filters = base.len();
-    let mut routes = Vec::with_capacity(config.routes.len());
-    for r in &config.routes {
-        let mut chain = Vec::with_capacity(base.len());
-        for (f, loaded) in config.filters.iter().zip(&base) {
-            match r.filters.get(&f.name) {
-                None => chain.push(loaded.clone()),
-                Some(FilterOverride::Disabled) => {}
-                Some(FilterOverride::Config(cfg)) => {
-                    chain.push(load(f, cfg)?);
-                    filters += 1;
-                }
-            }
-        }
-        // The config was validated: every route names a known upstream.
-        let Some(upstream) = upstreams.get(r.upstream.as_str()) else {
-            return Err(Error::Config(ConfigError {
-                file: PathBuf::new(),
-                line: None,
-                column: None,
-                field: format!("listeners.{}.routes.{}.upstream", config.name, r.name),
-                message: format!("unknown upstream {:?}", r.upstream),
-            }));
-        };
-        routes.push(Route {
-            name: r.name.as_str().into(),
-            matcher: r.matcher.clone(),
-            timeout: r.timeout,
-            metrics: metrics.route(&config.name, &r.name, &upstream.name),
-            upstream: upstream.clone(),
-            chain: Chain::new(chain),
-        });
-    }
-    Ok(ListenerState {
-        name: config.name.as_str().into(),
-        direction: config.direction,
-        routes,
-        limits: limits.clone(),
-        filters,
-        unmatched: metrics.route(&config.name, "none", "none"),
-        upstreams: upstreams.clone(),
-    })
 }
 
 async fn accept_loop(
@@ -494,7 +442,10 @@ async fn handle(
     };
     let access = tracing::enabled!(target: "weft::access", tracing::Level::INFO)
         .then(|| (head.method.clone(), head.uri.clone()));
-    let route = listener.routes.iter().find(|r| r.matches(&head));
+    // One atomic load: the request runs on this version of the routes and chains to the end,
+    // whatever reloads happen meanwhile.
+    let table = listener.table.load_full();
+    let route = table.routes.iter().find(|r| r.matches(&head));
     let (response, metrics, route_name, upstream) = match route {
         Some(route) => {
             let info = RequestInfo {
@@ -504,7 +455,7 @@ async fn handle(
                 route: Some(route.name.clone()),
             };
             head.upstream = Some(route.upstream.name.clone());
-            let response = forward(listener, route, head, incoming, info).await;
+            let response = forward(listener, &table, route, head, incoming, info).await;
             (
                 response,
                 &route.metrics,
@@ -541,13 +492,14 @@ async fn handle(
 /// Run the chain around one upstream exchange, then add the response headers filters asked for.
 async fn forward(
     listener: &ListenerState,
+    table: &RouteTable,
     route: &Route,
     head: RequestHead,
     incoming: Incoming,
     info: RequestInfo,
 ) -> Response<ProxyBody> {
     let mut added = HeaderMap::new();
-    let mut response = exchange(listener, route, head, incoming, info, &mut added).await;
+    let mut response = exchange(listener, table, route, head, incoming, info, &mut added).await;
     append_all(response.headers_mut(), added);
     response
 }
@@ -604,6 +556,7 @@ async fn drive(mut step: impl FnMut(usize) -> Outcome) -> Outcome {
 /// Run the chain around one upstream exchange.
 async fn exchange(
     listener: &ListenerState,
+    table: &RouteTable,
     route: &Route,
     mut head: RequestHead,
     incoming: Incoming,
@@ -612,7 +565,7 @@ async fn exchange(
 ) -> Response<ProxyBody> {
     let chain = &route.chain;
     let limits = &listener.limits;
-    let mut leases = chain.leases();
+    let mut leases = chain.leases(&head);
 
     if chain.request_headers {
         let outcome =
@@ -679,7 +632,7 @@ async fn exchange(
     let shared_head = wants_response.then(|| Arc::new(head.clone()));
 
     let upstream = match &head.upstream {
-        Some(name) if **name != *route.upstream.name => match listener.upstreams.get(&**name) {
+        Some(name) if **name != *route.upstream.name => match table.upstreams.get(&**name) {
             Some(chosen) => chosen,
             None => {
                 return reply(

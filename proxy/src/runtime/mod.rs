@@ -15,7 +15,7 @@
 //! against ~24 µs for a fresh instance per request (see the README's instance model section).
 
 mod bindings;
-mod cache;
+pub(crate) mod cache;
 pub(crate) mod host;
 
 use std::fmt;

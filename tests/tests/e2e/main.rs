@@ -5,6 +5,7 @@
 //! Run with `cargo test --release -p weft-tests` (wasm is ~20x slower in debug builds).
 
 mod authz;
+mod control_plane;
 mod errors;
 mod fault_injection;
 mod filters;
@@ -15,6 +16,7 @@ mod host;
 mod http;
 mod metrics;
 mod rate_limit;
+mod reload;
 mod runtime;
 
 use std::net::SocketAddr;
