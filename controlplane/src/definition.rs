@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weft_proxy::config::{ConfigError, error_at, parse_size, parse_yaml};
+use weft_proxy::config::{ConfigError, error_at, filter_limits, parse_size, parse_yaml};
 
 /// The API group and version of a definition, as written in `apiVersion`.
 pub const API_VERSION: &str = "weft.dev/v1alpha1";
@@ -46,10 +46,6 @@ pub const API_VERSION: &str = "weft.dev/v1alpha1";
 pub const KIND: &str = "WasmFilter";
 /// The namespace of a definition that names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
-
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
-const MAX_TIME_BUDGET: Duration = Duration::from_secs(10);
 
 /// One definition file: a whole `WasmFilter` object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -504,7 +500,7 @@ fn parse_time_budget(text: &str) -> Result<u32, String> {
     if budget.is_zero() {
         return Err("must be more than 0".to_owned());
     }
-    if budget > MAX_TIME_BUDGET {
+    if budget > filter_limits::MAX_TIME_BUDGET {
         return Err(format!("{text} is more than the maximum of 10s"));
     }
     if budget < Duration::from_millis(1) {
@@ -518,7 +514,7 @@ fn parse_time_budget(text: &str) -> Result<u32, String> {
 
 fn parse_max_memory(text: &str) -> Result<u64, String> {
     let bytes = parse_size(text).map_err(|e| format!("{text:?}: {e}"))?;
-    if !(MIB..=4 * GIB).contains(&bytes) {
+    if !filter_limits::MAX_MEMORY_RANGE.contains(&bytes) {
         return Err(format!(
             "{text} is outside the allowed range of 1MiB to 4GiB"
         ));

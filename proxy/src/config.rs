@@ -87,6 +87,22 @@ const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
+/// What one filter may be given, wherever it is defined: the config file, a control plane
+/// snapshot, or a control plane definition.
+pub mod filter_limits {
+    use std::ops::RangeInclusive;
+    use std::time::Duration;
+
+    /// A hook call's time budget when none is given.
+    pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_millis(50);
+    /// The largest time budget (budgets must also be more than 0).
+    pub const MAX_TIME_BUDGET: Duration = Duration::from_secs(10);
+    /// An instance's linear memory limit when none is given: 32 MiB.
+    pub const DEFAULT_MAX_MEMORY: u64 = 32 << 20;
+    /// The memory limits allowed: 1 MiB to 4 GiB.
+    pub const MAX_MEMORY_RANGE: RangeInclusive<u64> = (1 << 20)..=(4 << 30);
+}
+
 /// The whole configuration file, validated.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -377,16 +377,21 @@ impl<'a> Context<'a> {
             }
         }
         let time_budget = match raw.time_budget {
-            None => Duration::from_millis(50),
+            None => filter_limits::DEFAULT_TIME_BUDGET,
             Some(text) => self.duration(
                 &path.key("time_budget"),
                 &text,
-                Some(Duration::from_secs(10)),
+                Some(filter_limits::MAX_TIME_BUDGET),
             )?,
         };
         let max_memory_bytes = match raw.max_memory {
-            None => 32 * MIB,
-            Some(size) => self.size(&path.key("max_memory"), &size, MIB, 4 * GIB)?,
+            None => filter_limits::DEFAULT_MAX_MEMORY,
+            Some(size) => self.size(
+                &path.key("max_memory"),
+                &size,
+                *filter_limits::MAX_MEMORY_RANGE.start(),
+                *filter_limits::MAX_MEMORY_RANGE.end(),
+            )?,
         };
         Ok(FilterConfig {
             name,

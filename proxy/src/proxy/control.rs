@@ -26,19 +26,15 @@ use weft_api::v1::{
 
 use super::build::{Builder, DynamicFilter, FilterParams, Used};
 use super::chain::RequestMatch;
+use super::error_chain;
 use super::reload::Reloader;
-use crate::config::{ControlPlaneConfig, Direction, FailurePolicy, Isolation};
+use crate::config::{ControlPlaneConfig, Direction, FailurePolicy, Isolation, filter_limits};
 use crate::runtime::cache;
 
 const SNAPSHOT_FILE: &str = "snapshot.pb";
 const MODULES_DIR: &str = "modules";
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Defaults for what a snapshot leaves at 0, as in the config file.
-const DEFAULT_TIME_BUDGET: Duration = Duration::from_millis(50);
-const MAX_TIME_BUDGET_MS: u32 = 10_000;
-const DEFAULT_MAX_MEMORY: u64 = 32 << 20;
-const MEMORY_RANGE: std::ops::RangeInclusive<u64> = (1 << 20)..=(4 << 30);
 
 /// The last good snapshot's filters, configured, for a proxy starting while the control
 /// plane may be down. Anything wrong with the saved state is logged and yields no filters.
@@ -149,9 +145,13 @@ async fn session(
     let mut fetcher = FilterDistributionClient::new(channel)
         .max_decoding_message_size(weft_api::MAX_MESSAGE_BYTES);
     while let Some(snapshot) = snapshots.message().await.map_err(|s| status_message(&s))? {
-        // Fetch what is neither compiled nor on disk, before taking the reload lock.
-        let mut modules = Fetched::default();
-        for digest in missing_modules(reloader, &store, &snapshot) {
+        // Read what is on disk and fetch the rest, before taking the reload lock.
+        let (local, missing) = modules_on_disk(reloader, &store, &snapshot);
+        let mut modules = Fetched {
+            local,
+            ..Fetched::default()
+        };
+        for digest in missing {
             match fetch(&mut fetcher, &identity, &digest).await {
                 Ok(bytes) => {
                     modules.bytes.insert(digest, bytes);
@@ -173,16 +173,23 @@ async fn session(
     Ok(())
 }
 
-/// Modules fetched for one snapshot: bytes (not yet verified) or why they could not be had.
+/// The uncompiled modules of one snapshot: verified bytes from disk, bytes fetched (not yet
+/// verified), or why they could not be had.
 #[derive(Default)]
 struct Fetched {
+    local: HashMap<String, Bytes>,
     bytes: HashMap<String, Bytes>,
     errors: HashMap<String, String>,
 }
 
-/// The digests `snapshot` names that are neither compiled nor kept intact on disk (a file
-/// whose bytes no longer match its name is removed, and fetched again).
-fn missing_modules(reloader: &Reloader, store: &Store, snapshot: &Snapshot) -> Vec<String> {
+/// The modules `snapshot` names that are not compiled yet: the bytes of those kept intact on
+/// disk, and the digests of the others (a file whose bytes no longer match its name is
+/// removed, and fetched again).
+fn modules_on_disk(
+    reloader: &Reloader,
+    store: &Store,
+    snapshot: &Snapshot,
+) -> (HashMap<String, Bytes>, Vec<String>) {
     let mut wanted: Vec<&String> = snapshot
         .filters
         .iter()
@@ -198,11 +205,17 @@ fn missing_modules(reloader: &Reloader, store: &Store, snapshot: &Snapshot) -> V
             .filter(|d| state.builder.cached_module(d).is_none())
             .collect()
     };
-    uncompiled
-        .into_iter()
-        .filter(|d| store.load_module(d).is_err())
-        .cloned()
-        .collect()
+    let mut local = HashMap::new();
+    let mut missing = Vec::new();
+    for digest in uncompiled {
+        match store.load_module(digest) {
+            Ok(bytes) => {
+                local.insert(digest.clone(), Bytes::from(bytes));
+            }
+            Err(_) => missing.push(digest.clone()),
+        }
+    }
+    (local, missing)
 }
 
 /// One module's bytes, from its chunks.
@@ -290,7 +303,7 @@ fn apply(reloader: &Reloader, state_dir: &Path, snapshot: Snapshot, modules: Fet
         .as_ref()
         .is_some_and(|s| s.filters == snapshot.filters);
     if !unchanged {
-        let mut fresh = HashMap::new();
+        let mut fresh = modules.local;
         let mut problems = modules.errors;
         for (digest, bytes) in modules.bytes {
             match verify(&digest, &bytes) {
@@ -468,13 +481,15 @@ fn prepare_one(
         Err(_) => return Err(format!("unknown failure policy {}", f.failure_policy)),
     };
     let time_budget = match f.time_budget_ms {
-        0 => DEFAULT_TIME_BUDGET,
-        ms if ms <= MAX_TIME_BUDGET_MS => Duration::from_millis(ms.into()),
+        0 => filter_limits::DEFAULT_TIME_BUDGET,
+        ms if Duration::from_millis(ms.into()) <= filter_limits::MAX_TIME_BUDGET => {
+            Duration::from_millis(ms.into())
+        }
         ms => return Err(format!("time budget {ms}ms is more than 10s")),
     };
     let max_memory = match f.max_memory_bytes {
-        0 => DEFAULT_MAX_MEMORY,
-        n if MEMORY_RANGE.contains(&n) => n,
+        0 => filter_limits::DEFAULT_MAX_MEMORY,
+        n if filter_limits::MAX_MEMORY_RANGE.contains(&n) => n,
         n => {
             return Err(format!(
                 "memory limit {n} bytes is not between 1MiB and 4GiB"
@@ -593,8 +608,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 fn status_message(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    super::error_chain(error)
 }

@@ -12,7 +12,7 @@ use notify::Watcher as _;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::build::{Builder, DynamicFilter, RouteTable, Used};
+use super::build::{Builder, DynamicFilter, Used};
 use super::{Error, ListenerState};
 use crate::config::{Config, ControlPlaneConfig};
 use crate::metrics::Metrics;
@@ -103,20 +103,28 @@ impl Reloader {
         &self,
         state: &mut State,
         dynamic: Vec<DynamicFilter>,
-        mut used: Used,
+        used: Used,
     ) -> Result<(), Error> {
-        let state = &mut *state;
-        let tables = state.builder.tables(&state.config, &dynamic, &mut used)?;
-        state.builder.commit(used);
-        self.swap(tables);
+        self.rebuild(&mut state.builder, &state.config, &dynamic, used)?;
         state.dynamic = dynamic;
         Ok(())
     }
 
-    fn swap(&self, tables: Vec<RouteTable>) {
+    /// Build every listener's table from `config` and `dynamic`, let go of what they do not
+    /// use, and swap them in.
+    fn rebuild(
+        &self,
+        builder: &mut Builder,
+        config: &Config,
+        dynamic: &[DynamicFilter],
+        mut used: Used,
+    ) -> Result<(), Error> {
+        let tables = builder.tables(config, dynamic, &mut used)?;
+        builder.commit(used);
         for (listener, table) in self.listeners.iter().zip(tables) {
             listener.table.store(Arc::new(table));
         }
+        Ok(())
     }
 
     /// Re-read the config file and apply it; on any error keep serving what was there.
@@ -147,11 +155,8 @@ impl Reloader {
                 message,
             })
         })?;
-        let mut used = Used::default();
         let state = &mut *state;
-        let tables = state.builder.tables(&next, &state.dynamic, &mut used)?;
-        state.builder.commit(used);
-        self.swap(tables);
+        self.rebuild(&mut state.builder, &next, &state.dynamic, Used::default())?;
         state.config = next;
         Ok(())
     }
