@@ -37,6 +37,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use weft_proxy::config::{ConfigError, error_at, filter_limits, parse_size, parse_yaml};
 
@@ -78,17 +80,53 @@ fn default_namespace() -> String {
     DEFAULT_NAMESPACE.to_owned()
 }
 
-/// The filter itself, as written: reused as the spec of the Kubernetes custom resource.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The filter itself, as written: the spec of the Kubernetes custom resource
+/// [`WasmFilterResource`] (see [`crate::crd`]) and of a definition file.
+#[schemars(description = "Which module to run, with which config, on which proxies.")]
+// kube's `KubeSchema` derive copies the type into a private module, which trips the lint.
+#[allow(unreachable_pub)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomResource, KubeSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[kube(
+    group = "weft.dev",
+    version = "v1alpha1",
+    kind = "WasmFilter",
+    root = "WasmFilterResource",
+    doc = "A WebAssembly filter that weft proxies run on the requests of the workloads it selects.",
+    namespaced,
+    status = "crate::crd::WasmFilterStatus",
+    shortname = "wf",
+    category = "weft",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Selected","type":"integer","description":"Connected proxies the filter selects","jsonPath":".status.rollout.selected"}"#,
+    printcolumn = r#"{"name":"Updated","type":"integer","description":"Selected proxies that run the generation in service","jsonPath":".status.rollout.updated"}"#,
+    printcolumn = r#"{"name":"Rejected","type":"integer","description":"Selected proxies that refused it","jsonPath":".status.rollout.rejected"}"#,
+    printcolumn = r#"{"name":"Serving","type":"integer","priority":1,"description":"The generation in service","jsonPath":".status.servingGeneration"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("!has(self.spec.module.file)").message("spec.module.file is for the directory source; in a cluster give url, oci or configMap"),
+    validation = Rule::new("has(self.spec.sha256) || has(self.spec.module.oci)").message("spec.sha256 is required for url and configMap modules (an OCI layer is named by its digest)"),
+    validation = Rule::new("!has(self.spec.pullSecret) || has(self.spec.module.oci)").message("spec.pullSecret only applies to oci modules"),
+)]
 pub struct WasmFilterSpec {
     /// Where the module's bytes come from.
     pub module: ModuleSource,
     /// The module's expected sha256 digest (64 lowercase hex digits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,
+    /// When to fetch the module again: `IfNotPresent` (the default) fetches a source and
+    /// digest once; `Always` fetches on every change of the definition and every resync, so a
+    /// moving OCI tag is followed.
+    #[serde(default)]
+    pub pull_policy: PullPolicy,
+    /// The name of a `kubernetes.io/dockerconfigjson` Secret in the filter's namespace holding
+    /// credentials for the OCI registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<String>,
     /// The filter's own configuration, handed to it as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::crd::free_form_object")]
     pub config: Option<serde_json::Value>,
     /// Which proxies of the namespace run the filter.
     #[serde(default)]
@@ -107,26 +145,43 @@ pub struct WasmFilterSpec {
     pub failure_policy: FailurePolicy,
     /// Per-hook-call time budget, like `50ms`; the proxy's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(us|ms|s)$"))]
     pub time_budget: Option<String>,
     /// Linear memory limit per instance, like `32MiB`; the proxy's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+ ?(B|KiB|MiB|GiB)?$"))]
     pub max_memory: Option<String>,
+}
+
+/// When the control plane fetches a module again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum PullPolicy {
+    /// Fetch each source and digest once, then reuse the bytes.
+    #[default]
+    IfNotPresent,
+    /// Fetch on every change of the definition and on every resync.
+    Always,
 }
 
 /// Where a module's bytes come from: exactly one of the fields. Every source kind of the CRD
 /// is listed so that a definition meant for another source is named as such rather than
 /// rejected as a typo. (A struct of optional fields rather than an enum: that is how a
 /// Kubernetes structural schema expresses a one-of, and how YAML users write it.)
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+// kube's `KubeSchema` derive copies the type into a private module, which trips the lint.
+#[allow(unreachable_pub)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.file), has(self.url), has(self.oci), has(self.configMap)].filter(x, x).size() == 1").message("give exactly one module source: url, oci or configMap"))]
 pub struct ModuleSource {
     /// A file, relative to the definition file's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
-    /// An HTTP(S) URL.
+    /// An `https://` URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https://[^\s]+$"))]
     pub url: Option<String>,
-    /// An OCI artifact reference.
+    /// An OCI artifact reference, like `registry.example.com/filters/authz:1.2` or with an
+    /// `oci://` prefix; the artifact's layer of media type `application/wasm` is the module.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oci: Option<String>,
     /// A key of a Kubernetes ConfigMap.
@@ -163,7 +218,7 @@ impl ModuleSource {
 }
 
 /// A key of a ConfigMap in the filter's namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConfigMapKey {
     /// The ConfigMap's name.
@@ -173,7 +228,7 @@ pub struct ConfigMapKey {
 }
 
 /// Which proxies of the namespace a filter selects.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Selector {
     /// Every pair must be among the proxy's labels; empty selects every proxy.
@@ -184,6 +239,7 @@ pub struct Selector {
 /// Where in the chain a filter runs. Chains run the phases in this order.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    JsonSchema,
 )]
 pub enum Phase {
     /// Authentication: who is calling.
@@ -198,7 +254,7 @@ pub enum Phase {
 }
 
 /// What happens to a request when its filter fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum FailurePolicy {
     /// Reject the request. The default.
     #[default]
@@ -208,7 +264,7 @@ pub enum FailurePolicy {
 }
 
 /// Listener direction, as in the proxy's config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Direction {
     /// Clients calling the application.
     Inbound,
@@ -217,7 +273,7 @@ pub enum Direction {
 }
 
 /// Which requests a filter sees; unset or empty fields match everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchSpec {
     /// Listener direction.

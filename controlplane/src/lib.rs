@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod catalog;
 mod control_plane;
+pub mod crd;
 pub mod definition;
 mod error;
 pub mod server;
