@@ -113,6 +113,12 @@ impl CatalogFilter {
     }
 }
 
+/// The sha256 digest of `bytes` in lowercase hex, as modules are named.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// Chain order: phase (Authn, Authz, Stats, Unspecified), then priority (higher first), then
 /// `namespace/name` so that equal priorities still give every proxy the same order.
 pub fn chain_order(a: &CatalogFilter, b: &CatalogFilter) -> Ordering {

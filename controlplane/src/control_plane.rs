@@ -42,6 +42,8 @@ struct Inner {
     proxies: Mutex<HashMap<(String, String), ProxyEntry>>,
     next_stream: AtomicU64,
     source_errors: Mutex<Vec<SourceError>>,
+    /// Bumped on every change of a proxy's status, for sources that report rollouts.
+    proxy_changes: watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -64,6 +66,7 @@ impl ControlPlane {
                 proxies: Mutex::new(HashMap::new()),
                 next_stream: AtomicU64::new(1),
                 source_errors: Mutex::new(Vec::new()),
+                proxy_changes: watch::channel(0).0,
             }),
         }
     }
@@ -141,6 +144,19 @@ impl ControlPlane {
         Distribution::new(self.clone(), None).into_server()
     }
 
+    /// Changes whenever a proxy connects, disconnects, is sent a snapshot or answers one: a
+    /// source that reports rollouts (the Kubernetes status) waits on it, then reads
+    /// [`proxies`](Self::proxies).
+    pub fn subscribe_proxy_changes(&self) -> watch::Receiver<u64> {
+        self.inner.proxy_changes.subscribe()
+    }
+
+    fn proxies_changed(&self) {
+        self.inner
+            .proxy_changes
+            .send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     pub(crate) fn subscribe_catalog(&self) -> watch::Receiver<Arc<Published>> {
         self.inner.catalog.subscribe()
     }
@@ -162,6 +178,7 @@ impl ControlPlane {
         };
         self.lock_proxies()
             .insert(key, ProxyEntry { stream, status });
+        self.proxies_changed();
         stream
     }
 
@@ -173,10 +190,15 @@ impl ControlPlane {
         update: impl FnOnce(&mut ProxyStatus),
     ) {
         let key = (identity.namespace.clone(), identity.name.clone());
-        if let Some(entry) = self.lock_proxies().get_mut(&key)
-            && entry.stream == stream
-        {
-            update(&mut entry.status);
+        let updated = match self.lock_proxies().get_mut(&key) {
+            Some(entry) if entry.stream == stream => {
+                update(&mut entry.status);
+                true
+            }
+            _ => false,
+        };
+        if updated {
+            self.proxies_changed();
         }
     }
 

@@ -27,6 +27,9 @@ pub enum Error {
     /// The TLS certificate, key or client CA is unusable.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The Kubernetes source could not be set up.
+    #[error("kubernetes source: {0}")]
+    Kubernetes(String),
     /// A part that runs in the background was started outside a Tokio runtime.
     #[error("{0} must be started from within a Tokio runtime")]
     NoRuntime(&'static str),

@@ -17,6 +17,8 @@ mod control_plane;
 pub mod crd;
 pub mod definition;
 mod error;
+pub mod fetch;
+pub mod sandbox;
 pub mod server;
 pub mod source;
 mod status;

@@ -1,26 +1,98 @@
-//! `weft-controlplane`: serves filter definitions from a directory to proxies over gRPC.
+//! `weft-controlplane`: serves filter definitions to proxies over gRPC, from a directory or
+//! from `WasmFilter` resources in Kubernetes; also prints the CRD and pushes modules to OCI
+//! registries.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
+use weft_controlplane::fetch::FetchOptions;
 use weft_controlplane::source::dir::DirSource;
+use weft_controlplane::source::kubernetes::{KubernetesOptions, KubernetesSource};
 use weft_controlplane::tls::TlsConfig;
 use weft_controlplane::{ControlPlane, DEFAULT_ROOT_NAMESPACE, admin, server};
 
 /// weft's control plane: streams WasmFilter definitions to proxies.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(
+    version,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the WasmFilter CustomResourceDefinition (YAML), for `kubectl apply -f -`.
+    Crd,
+    /// Push a filter module to an OCI registry as a Wasm artifact (layer `application/wasm`).
+    Push {
+        /// The module (.wasm).
+        module: PathBuf,
+        /// Where to push, like `oci://registry.example.com/filters/authz:1.0`.
+        reference: String,
+        /// Registry user; the password is read from `WEFT_REGISTRY_PASSWORD`.
+        #[arg(long)]
+        username: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+/// How registries and HTTPS servers are reached.
+#[derive(Debug, clap::Args)]
+struct RegistryArgs {
+    /// Registry `host:port` spoken to over plain HTTP (repeatable); for local registries.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for `https://` modules and registries.
+    #[arg(long, value_name = "PEM")]
+    ca_bundle: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    fn fetch_options(&self) -> anyhow::Result<FetchOptions> {
+        let extra_roots_pem = match &self.ca_bundle {
+            Some(path) => std::fs::read(path)
+                .with_context(|| format!("cannot read --ca-bundle {}", path.display()))?,
+            None => Vec::new(),
+        };
+        Ok(FetchOptions {
+            extra_roots_pem,
+            insecure_registries: self.insecure_registries.clone(),
+            ..FetchOptions::default()
+        })
+    }
+}
+
+/// Serving proxies.
+#[derive(Debug, clap::Args)]
 struct Args {
-    /// Where definitions come from: `dir=PATH`, a directory of WasmFilter YAML files.
-    #[arg(long, value_name = "SOURCE")]
-    source: Source,
+    /// Where definitions come from: `dir=PATH`, a directory of WasmFilter YAML files, or
+    /// `kubernetes`, WasmFilter resources (credentials from KUBECONFIG or the pod's service
+    /// account).
+    #[arg(long, value_name = "SOURCE", required = true)]
+    source: Option<Source>,
+    /// With `--source kubernetes`: watch only this namespace (default: all).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// With `--source kubernetes`: how often `pullPolicy: Always` modules are fetched again.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    resync: Duration,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// gRPC address for proxies.
     #[arg(long, default_value = "127.0.0.1:18000")]
     listen: SocketAddr,
@@ -45,6 +117,7 @@ struct Args {
 #[derive(Debug, Clone)]
 enum Source {
     Dir(PathBuf),
+    Kubernetes,
 }
 
 impl FromStr for Source {
@@ -57,21 +130,22 @@ impl FromStr for Source {
             }
             return Ok(Self::Dir(PathBuf::from(path)));
         }
-        if text == "kubernetes" || text.starts_with("kubernetes=") {
-            return Err(
-                "the kubernetes source is not available in this build; only `dir=PATH` is \
-                 supported for now"
-                    .to_owned(),
-            );
+        if text == "kubernetes" {
+            return Ok(Self::Kubernetes);
         }
         Err(format!(
-            "unknown source {text:?}; expected `dir=PATH` (a directory of WasmFilter YAML files)"
+            "unknown source {text:?}; expected `dir=PATH` (a directory of WasmFilter YAML files) \
+             or `kubernetes` (WasmFilter resources)"
         ))
     }
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Command::Crd) = cli.command {
+        print!("{}", weft_controlplane::crd::crd_yaml());
+        return ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
         // Plain text when piped: scripts and tests parse the "listening" lines.
         .with_ansi(std::io::stdout().is_terminal())
@@ -89,7 +163,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = match cli.command {
+        Some(Command::Push {
+            module,
+            reference,
+            username,
+            registry,
+        }) => runtime.block_on(push(module, reference, username, registry)),
+        _ => runtime.block_on(run(cli.serve)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("weft-controlplane: error: {e:#}");
@@ -109,8 +192,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ => bail!("--tls-cert and --tls-key go together"),
     };
     let control_plane = ControlPlane::new(args.root_namespace);
-    let Source::Dir(dir) = args.source;
-    let source = DirSource::start(&dir, control_plane.clone())?;
+    let source: Box<dyn std::any::Any> = match args.source {
+        Some(Source::Dir(dir)) => Box::new(DirSource::start(&dir, control_plane.clone())?),
+        Some(Source::Kubernetes) => {
+            let client = kube::Client::try_default().await.context(
+                "cannot reach Kubernetes (KUBECONFIG, ~/.kube/config or the pod's service \
+                 account)",
+            )?;
+            let options = KubernetesOptions {
+                namespace: args.namespace,
+                fetch: args.registry.fetch_options()?,
+                resync: args.resync,
+                ..KubernetesOptions::default()
+            };
+            tracing::info!("watching WasmFilter resources");
+            Box::new(KubernetesSource::start(
+                client,
+                control_plane.clone(),
+                options,
+            )?)
+        }
+        None => bail!("--source is required: `dir=PATH` or `kubernetes`"),
+    };
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -129,6 +232,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
     drop(source);
     grpc.shutdown().await;
     admin.shutdown().await;
+    Ok(())
+}
+
+async fn push(
+    module: PathBuf,
+    reference: String,
+    username: Option<String>,
+    registry: RegistryArgs,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&module)
+        .with_context(|| format!("cannot read the module {}", module.display()))?;
+    let auth = match username {
+        Some(user) => {
+            let password = std::env::var("WEFT_REGISTRY_PASSWORD")
+                .context("--username needs the password in WEFT_REGISTRY_PASSWORD")?;
+            Some((user, password))
+        }
+        None => None,
+    };
+    let digest =
+        weft_controlplane::fetch::push(&reference, &bytes, auth, &registry.fetch_options()?)
+            .await?;
+    let sha256 = weft_controlplane::catalog::sha256_hex(&bytes);
+    println!("pushed {} to {reference}", module.display());
+    println!("manifest {digest}");
+    println!("sha256   {sha256}  (the module; use it as the WasmFilter's spec.sha256)");
     Ok(())
 }
 

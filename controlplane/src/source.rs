@@ -2,6 +2,8 @@
 //! a [`Catalog`](crate::Catalog) and publishes it whole.
 //!
 //! - [`dir`]: a local directory of YAML files and modules, watched for changes.
-//! - Kubernetes (`WasmFilter` custom resources): not built yet.
+//! - [`kubernetes`]: `WasmFilter` custom resources, with modules fetched, verified and
+//!   checked before rollout, and status written back.
 
 pub mod dir;
+pub mod kubernetes;

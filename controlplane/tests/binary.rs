@@ -139,12 +139,26 @@ fn serves_a_directory_and_reports_filters_and_errors_on_its_admin_endpoint() {
 #[test]
 fn argument_errors_say_what_is_wrong() {
     let output = Command::new(BIN)
-        .args(["--source", "kubernetes"])
+        .args(["--source", "consul"])
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("only `dir=PATH` is"), "{stderr}");
+    assert!(
+        stderr.contains("expected `dir=PATH`") && stderr.contains("or `kubernetes`"),
+        "{stderr}"
+    );
+
+    // No cluster to talk to: a clear error, not a hang or a panic.
+    let output = Command::new(BIN)
+        .args(["--source", "kubernetes", "--listen", "127.0.0.1:0"])
+        .env("KUBECONFIG", "/does/not/exist/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot reach Kubernetes"), "{stderr}");
 
     let output = Command::new(BIN)
         .args(["--source", "dir=/does/not/exist", "--listen", "127.0.0.1:0"])

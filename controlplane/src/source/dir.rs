@@ -335,7 +335,7 @@ fn load(path: &Path) -> Result<Good, String> {
         )
         .to_string()
     })?;
-    let module_sha256 = hex::encode(Sha256::digest(&module));
+    let module_sha256 = crate::catalog::sha256_hex(&module);
     if let Some(declared) = &parsed.object.spec.sha256
         && *declared != module_sha256
     {

@@ -1,0 +1,580 @@
+//! The Kubernetes source: `WasmFilter` resources on an API server, the controller resolving
+//! them (fetch, verify, `configure` in the control plane's sandbox), real proxies enforcing
+//! them, and the status written back with server-side apply.
+//!
+//! CI has no cluster: these tests run against [`FakeApiServer`], an in-memory API server
+//! speaking the real protocol over HTTP on `127.0.0.1:0` (list, watch with bookmarks and 410
+//! Gone, server-side apply on the status subresource). The same scenario against a real
+//! cluster is [`a_real_cluster_applies_rolls_and_reports`], opt-in through `KUBECONFIG`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use weft_controlplane::ControlPlane;
+use weft_controlplane::catalog::sha256_hex;
+use weft_controlplane::server::{self, ServerHandle};
+use weft_controlplane::source::kubernetes::{KubernetesOptions, KubernetesSource};
+use weft_tests::kube_fake::FakeApiServer;
+use weft_tests::{TestProxy, Upstream, get, guests, start_proxy};
+
+const WAIT: Duration = Duration::from_secs(15);
+const API_VERSION: &str = "weft.dev/v1alpha1";
+const KIND: &str = "WasmFilter";
+
+/// A fake API server, a control plane watching it, and its gRPC server.
+struct Cluster {
+    api: FakeApiServer,
+    control_plane: ControlPlane,
+    grpc: ServerHandle,
+    _source: KubernetesSource,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let api = FakeApiServer::start().await;
+        let control_plane = ControlPlane::new("weft-system");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let grpc = server::serve(&control_plane, listener, None)
+            .await
+            .expect("gRPC server");
+        let options = KubernetesOptions {
+            retry: Duration::from_millis(200),
+            status_delay: Duration::from_millis(20),
+            ..KubernetesOptions::default()
+        };
+        let source = KubernetesSource::start(api.client(), control_plane.clone(), options)
+            .expect("kubernetes source");
+        Self {
+            api,
+            control_plane,
+            grpc,
+            _source: source,
+        }
+    }
+
+    /// A proxy in namespace `default` labelled `app: shop`, subscribed to this control plane.
+    async fn proxy(&self, upstream: SocketAddr, name: &str, state: &Path) -> TestProxy {
+        let address = format!("http://{}", self.grpc.local_addr());
+        start_proxy(&format!(
+            "{}{}",
+            crate::one_route(upstream, &[]),
+            weft_tests::control_plane::proxy_section(&address, name, "{ app: shop }", state, None)
+        ))
+        .await
+        .expect("proxy")
+    }
+
+    /// Stores `module` in ConfigMap `default/modules` under `key`.
+    fn put_module(&self, key: &str, module: &[u8]) {
+        let mut binary = serde_json::Map::new();
+        if let Some(existing) = self.api.object("v1", "ConfigMap", "default", "modules") {
+            if let Some(Value::Object(data)) = existing.get("binaryData") {
+                binary.extend(data.clone());
+            }
+        }
+        binary.insert(key.to_owned(), Value::String(base64(module)));
+        self.api.apply_object(json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": { "name": "modules", "namespace": "default" },
+            "binaryData": binary,
+        }));
+    }
+
+    /// Creates or replaces WasmFilter `default/<name>` with `spec`.
+    fn apply_filter(&self, name: &str, spec: Value) -> Value {
+        self.api.apply_object(json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": { "name": name, "namespace": "default" },
+            "spec": spec,
+        }))
+    }
+
+    /// Waits until WasmFilter `default/<name>` has a status for which `pred` holds.
+    async fn wait_for_status(&self, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let object = self
+            .api
+            .wait_for_object(API_VERSION, KIND, "default", name, |o| pred(&o["status"]), WAIT)
+            .await;
+        object["status"].clone()
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A spec for the config-echo guest from ConfigMap key `key`: responses get
+/// `x-greeting: <greeting>`; an empty greeting is refused by the filter's `configure`.
+fn greeter(key: &str, sha256: &str, greeting: &str) -> Value {
+    json!({
+        "module": { "configMap": { "name": "modules", "key": key } },
+        "sha256": sha256,
+        "selector": { "matchLabels": { "app": "shop" } },
+        "config": { "greeting": greeting },
+    })
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+fn ready_because(status: &Value, ready: &str, reason: &str) -> bool {
+    let c = condition(status, "Ready");
+    c["status"] == ready && c["reason"] == reason
+}
+
+async fn greeting(addr: SocketAddr) -> String {
+    let reply = get(addr, "/", &[]).await.expect("the proxy answers");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.header("x-greeting").unwrap_or("<none>").to_owned()
+}
+
+async fn wait_for_greeting(addr: SocketAddr, want: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = greeting(addr).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the proxy still answers with greeting {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_wasm_filter_rolls_out_to_its_proxies_and_the_status_reports_it() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let cluster = Cluster::start().await;
+    let module = std::fs::read(guests::CONFIG_ECHO).expect("module");
+    let sha = sha256_hex(&module);
+    cluster.put_module("greeter.wasm", &module);
+    let state = tempfile::tempdir().expect("state");
+    let proxy = cluster.proxy(upstream.addr(), "shop-0", state.path()).await;
+
+    // Create: the proxy enforces it and the status says every selected proxy runs it.
+    cluster.apply_filter("greeter", greeter("greeter.wasm", &sha, "hello"));
+    wait_for_greeting(proxy.addr(), "hello").await;
+    let status = cluster
+        .wait_for_status("greeter", |s| ready_because(s, "True", "RolledOut"))
+        .await;
+    assert_eq!(status["observedGeneration"], 1, "{status:#}");
+    assert_eq!(status["servingGeneration"], 1, "{status:#}");
+    assert_eq!(status["servingSha256"], sha.as_str(), "{status:#}");
+    assert_eq!(
+        status["rollout"],
+        json!({ "selected": 1, "updated": 1, "rejected": 0 }),
+        "{status:#}"
+    );
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
+
+    // The status was written by server-side apply on the status subresource, by our field
+    // manager, and only the status: the spec and generation are untouched.
+    let patches: Vec<_> = cluster
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert!(!patches.is_empty());
+    for patch in &patches {
+        assert_eq!(
+            patch.path, "/apis/weft.dev/v1alpha1/namespaces/default/wasmfilters/greeter/status",
+            "{patch:?}"
+        );
+        assert_eq!(
+            patch.content_type.as_deref(),
+            Some("application/apply-patch+yaml"),
+            "{patch:?}"
+        );
+        assert!(
+            patch.query.contains("fieldManager=weft-controlplane")
+                && patch.query.contains("force=true"),
+            "{patch:?}"
+        );
+        assert!(patch.body["spec"].is_null(), "{patch:?}");
+    }
+
+    // Update: a new config rolls to the proxy as generation 2.
+    cluster.apply_filter("greeter", greeter("greeter.wasm", &sha, "hello again"));
+    wait_for_greeting(proxy.addr(), "hello again").await;
+    let status = cluster
+        .wait_for_status("greeter", |s| {
+            s["servingGeneration"] == 2 && ready_because(s, "True", "RolledOut")
+        })
+        .await;
+    assert_eq!(status["rollout"]["updated"], 1, "{status:#}");
+    let sent = cluster
+        .control_plane
+        .proxies()
+        .into_iter()
+        .find(|p| p.identity.name == "shop-0")
+        .expect("proxy status");
+    assert_eq!(sent.filters.len(), 1, "{sent:#?}");
+    assert_eq!(sent.filters[0].generation, 2, "{sent:#?}");
+
+    // Status writes alone never trigger more writes: no patch storm while nothing changes.
+    let before = cluster.api.requests().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let quiet: Vec<_> = cluster.api.requests()[before..]
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .cloned()
+        .collect();
+    assert!(quiet.is_empty(), "status patched with nothing changed: {quiet:#?}");
+
+    // Delete: the proxy drops the filter.
+    assert!(
+        cluster
+            .api
+            .delete_object(API_VERSION, KIND, "default", "greeter")
+    );
+    wait_for_greeting(proxy.addr(), "<none>").await;
+    assert!(cluster.control_plane.catalog().filters.is_empty());
+}
+
+#[tokio::test]
+async fn refused_generations_never_reach_a_proxy_and_the_status_says_why() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let cluster = Cluster::start().await;
+    let module = std::fs::read(guests::CONFIG_ECHO).expect("module");
+    let sha = sha256_hex(&module);
+    cluster.put_module("greeter.wasm", &module);
+    let state = tempfile::tempdir().expect("state");
+    let proxy = cluster.proxy(upstream.addr(), "shop-0", state.path()).await;
+
+    cluster.apply_filter("greeter", greeter("greeter.wasm", &sha, "good"));
+    wait_for_greeting(proxy.addr(), "good").await;
+    cluster
+        .wait_for_status("greeter", |s| ready_because(s, "True", "RolledOut"))
+        .await;
+    let version = cluster.control_plane.version();
+
+    let refused = |generation: i64, reason: &'static str| {
+        move |s: &Value| s["observedGeneration"] == generation && ready_because(s, "False", reason)
+    };
+    let check_still_serving = |status: &Value, needle: &str| {
+        let ready = condition(status, "Ready");
+        let degraded = condition(status, "Degraded");
+        assert_eq!(degraded["status"], "True", "{status:#}");
+        assert_eq!(degraded["reason"], ready["reason"], "{status:#}");
+        let message = ready["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{needle:?} not in {message:?}");
+        assert!(
+            message.contains(&format!("generation 1 (sha256 {}) stays in service", &sha[..12])),
+            "{message}"
+        );
+        assert_eq!(status["servingGeneration"], 1, "{status:#}");
+    };
+
+    // 2. A config the filter's configure rejects: refused in the control plane's sandbox.
+    cluster.apply_filter("greeter", greeter("greeter.wasm", &sha, ""));
+    let status = cluster
+        .wait_for_status("greeter", refused(2, "ConfigRejected"))
+        .await;
+    check_still_serving(&status, "greeting must not be empty");
+
+    // 3. A digest that does not match the module.
+    let wrong = sha256_hex(b"some other module");
+    cluster.apply_filter("greeter", greeter("greeter.wasm", &wrong, "digest"));
+    let status = cluster
+        .wait_for_status("greeter", refused(3, "DigestMismatch"))
+        .await;
+    check_still_serving(&status, &wrong);
+
+    // 4. A ConfigMap key that does not exist.
+    cluster.apply_filter("greeter", greeter("missing.wasm", &sha, "missing"));
+    let status = cluster
+        .wait_for_status("greeter", refused(4, "FetchFailed"))
+        .await;
+    check_still_serving(&status, "missing.wasm");
+
+    // 5. Bytes that are not a component.
+    let garbage = b"\0asm but not a component".to_vec();
+    cluster.put_module("garbage.wasm", &garbage);
+    cluster.apply_filter("greeter", greeter("garbage.wasm", &sha256_hex(&garbage), "x"));
+    let status = cluster
+        .wait_for_status("greeter", refused(5, "ModuleInvalid"))
+        .await;
+    check_still_serving(&status, "not a valid WebAssembly component");
+
+    // 6. A spec the API server's schema lets through but the controller refuses.
+    let mut spec = greeter("greeter.wasm", &sha, "budget");
+    spec["timeBudget"] = json!("60s");
+    cluster.apply_filter("greeter", spec);
+    let status = cluster
+        .wait_for_status("greeter", refused(6, "InvalidSpec"))
+        .await;
+    check_still_serving(&status, "spec.timeBudget");
+
+    // None of that reached the proxy: it still serves generation 1, and was never sent more.
+    assert_eq!(greeting(proxy.addr()).await, "good");
+    assert_eq!(cluster.control_plane.version(), version, "catalog republished");
+    let catalog = cluster.control_plane.catalog();
+    assert_eq!(catalog.filters.len(), 1);
+    assert_eq!(catalog.filters[0].generation, 1);
+    // The admin endpoint lists the problem too.
+    let errors = cluster.control_plane.source_errors();
+    assert!(
+        errors.iter().any(|e| e.file == "WasmFilter default/greeter"),
+        "{errors:#?}"
+    );
+
+    // 7. A good generation again: it rolls and the filter is healthy.
+    cluster.apply_filter("greeter", greeter("greeter.wasm", &sha, "fixed"));
+    wait_for_greeting(proxy.addr(), "fixed").await;
+    let status = cluster
+        .wait_for_status("greeter", |s| {
+            s["servingGeneration"] == 7 && ready_because(s, "True", "RolledOut")
+        })
+        .await;
+    assert_eq!(condition(&status, "Degraded")["status"], "False", "{status:#}");
+    assert!(cluster.control_plane.source_errors().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_fetch_is_retried_until_the_module_appears() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let cluster = Cluster::start().await;
+    let module = std::fs::read(guests::CONFIG_ECHO).expect("module");
+    let sha = sha256_hex(&module);
+    let state = tempfile::tempdir().expect("state");
+    let proxy = cluster.proxy(upstream.addr(), "shop-0", state.path()).await;
+
+    // The ConfigMap does not exist yet.
+    cluster.apply_filter("greeter", greeter("greeter.wasm", &sha, "late"));
+    let status = cluster
+        .wait_for_status("greeter", |s| ready_because(s, "False", "FetchFailed"))
+        .await;
+    let message = condition(&status, "Ready")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("modules"), "{message}");
+    assert!(
+        message.contains("no generation of this filter is in service"),
+        "{message}"
+    );
+    assert_eq!(greeting(proxy.addr()).await, "<none>");
+
+    // It appears: the next retry fetches it, without any change to the WasmFilter.
+    cluster.put_module("greeter.wasm", &module);
+    wait_for_greeting(proxy.addr(), "late").await;
+    cluster
+        .wait_for_status("greeter", |s| ready_because(s, "True", "RolledOut"))
+        .await;
+}
+
+#[tokio::test]
+async fn a_broken_watch_relists_and_catches_up_including_deletes() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let cluster = Cluster::start().await;
+    let module = std::fs::read(guests::CONFIG_ECHO).expect("module");
+    let sha = sha256_hex(&module);
+    cluster.put_module("greeter.wasm", &module);
+    let state = tempfile::tempdir().expect("state");
+    let proxy = cluster.proxy(upstream.addr(), "shop-0", state.path()).await;
+
+    cluster.apply_filter("greeter", greeter("greeter.wasm", &sha, "before"));
+    wait_for_greeting(proxy.addr(), "before").await;
+
+    // The API server forgets the history the watch resumes from (410 Gone) and the
+    // connection drops: the watcher lists again and sees the current state.
+    cluster.api.compact_history();
+    cluster.api.drop_watches();
+    cluster.apply_filter("greeter", greeter("greeter.wasm", &sha, "after"));
+    wait_for_greeting(proxy.addr(), "after").await;
+
+    cluster.api.compact_history();
+    cluster.api.drop_watches();
+    assert!(
+        cluster
+            .api
+            .delete_object(API_VERSION, KIND, "default", "greeter")
+    );
+    wait_for_greeting(proxy.addr(), "<none>").await;
+}
+
+/// The scenario against a real API server: apply the CRD and a WasmFilter, see a proxy
+/// enforce it and the status report it, change the config and see it roll, and see the API
+/// server refuse a bad spec through the CRD's schema.
+///
+/// Run with a cluster in `KUBECONFIG` (kind, minikube, or any cluster where you may create
+/// CRDs and namespaces):
+///
+/// ```sh
+/// KUBECONFIG=~/.kube/config cargo test --release -p weft-tests --test e2e \
+///     a_real_cluster -- --ignored --nocapture
+/// ```
+///
+/// The control plane and the proxy run in the test process; only the API server is remote,
+/// and the module travels in a ConfigMap.
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored (see README)"]
+async fn a_real_cluster_applies_rolls_and_reports() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+    use weft_controlplane::crd::{CRD_NAME, WasmFilterResource, crd};
+
+    let Some(kubeconfig) = std::env::var_os("KUBECONFIG") else {
+        panic!(
+            "KUBECONFIG is not set: this test needs a Kubernetes cluster. Point KUBECONFIG at \
+             one (kind, minikube, ...) and run it again; see the README's Kubernetes section"
+        );
+    };
+    eprintln!("using the cluster in KUBECONFIG={}", kubeconfig.to_string_lossy());
+    let client = kube::Client::try_default()
+        .await
+        .expect("a client for the cluster in KUBECONFIG");
+
+    // The CRD, applied server-side as `kubectl apply --server-side` would.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        CRD_NAME,
+        &PatchParams::apply("weft-e2e").force(),
+        &Patch::Apply(&crd()),
+    )
+    .await
+    .expect("apply the CRD");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let crd = crds.get(CRD_NAME).await.expect("read the CRD");
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        if established {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "CRD not established");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A namespace of our own, deleted at the end.
+    let namespace = format!("weft-e2e-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": namespace } })).expect("ns"),
+        )
+        .await
+        .expect("create the test namespace");
+
+    let module = std::fs::read(guests::CONFIG_ECHO).expect("module");
+    let sha = sha256_hex(&module);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "modules" },
+                "binaryData": { "greeter.wasm": base64(&module) },
+            }))
+            .expect("configmap"),
+        )
+        .await
+        .expect("create the module ConfigMap");
+
+    // The control plane (watching only our namespace) and a proxy in that namespace.
+    let control_plane = ControlPlane::new("weft-system");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let grpc = server::serve(&control_plane, listener, None)
+        .await
+        .expect("gRPC");
+    let _source = KubernetesSource::start(
+        client.clone(),
+        control_plane.clone(),
+        KubernetesOptions {
+            namespace: Some(namespace.clone()),
+            ..KubernetesOptions::default()
+        },
+    )
+    .expect("source");
+    let upstream = Upstream::start().await.expect("upstream");
+    let state = tempfile::tempdir().expect("state");
+    let proxy = start_proxy(&format!(
+        "{}control_plane:\n  address: http://{}\n  name: shop-0\n  namespace: {namespace}\n  \
+         labels: {{ app: shop }}\n  state_dir: {:?}\n",
+        crate::one_route(upstream.addr(), &[]),
+        grpc.local_addr(),
+        state.path()
+    ))
+    .await
+    .expect("proxy");
+
+    let filters: Api<WasmFilterResource> = Api::namespaced(client.clone(), &namespace);
+    let apply = |greeting: &str| {
+        serde_json::from_value::<WasmFilterResource>(json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": { "name": "greeter", "namespace": namespace },
+            "spec": greeter("greeter.wasm", &sha, greeting),
+        }))
+        .expect("object")
+    };
+    let wait_status = |generation: i64| {
+        let filters = filters.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let object = filters.get("greeter").await.expect("read the WasmFilter");
+                let status = serde_json::to_value(&object.status).expect("json");
+                if status["servingGeneration"] == generation
+                    && ready_because(&status, "True", "RolledOut")
+                {
+                    return status;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "status never reported generation {generation} rolled out: {status:#}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+
+    filters
+        .patch("greeter", &PatchParams::apply("weft-e2e"), &Patch::Apply(&apply("hello")))
+        .await
+        .expect("apply the WasmFilter");
+    wait_for_greeting(proxy.addr(), "hello").await;
+    let status = wait_status(1).await;
+    assert_eq!(status["rollout"]["updated"], 1, "{status:#}");
+
+    filters
+        .patch("greeter", &PatchParams::apply("weft-e2e"), &Patch::Apply(&apply("rolled")))
+        .await
+        .expect("change the config");
+    wait_for_greeting(proxy.addr(), "rolled").await;
+    wait_status(2).await;
+
+    // The CRD's schema refuses an obviously bad spec at apply time.
+    let mut bad = apply("bad");
+    bad.spec.module.config_map = None;
+    bad.spec.module.url = Some("http://insecure.example/greeter.wasm".to_owned());
+    let refused = filters
+        .patch("greeter", &PatchParams::apply("weft-e2e"), &Patch::Apply(&bad))
+        .await
+        .expect_err("the API server refuses an http:// module URL");
+    eprintln!("refused as expected: {refused}");
+
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .expect("delete the test namespace");
+}
