@@ -16,7 +16,7 @@
 //! One control plane replica owns the status; running several would make them overwrite each
 //! other's rollout figures (there is no leader election yet).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -107,6 +107,7 @@ impl KubernetesSource {
             status_kick,
             modules: HashMap::new(),
             published: None,
+            initial: Initial::Listing,
         };
         let writer = StatusWriter {
             client,
@@ -171,6 +172,8 @@ struct Problem {
 struct Resolved {
     key: Key,
     generation: i64,
+    /// Where the module came from (see [`module_cache_key`]).
+    cache_key: String,
     result: Result<Accepted, Problem>,
 }
 
@@ -186,6 +189,20 @@ struct Controller {
     modules: HashMap<String, (Bytes, String)>,
     /// The filters last published, to skip publishing an unchanged catalog.
     published: Option<Vec<CatalogFilter>>,
+    /// Whether the first complete listing has been resolved.
+    initial: Initial,
+}
+
+/// Publishing before every object of the first listing is resolved would hand proxies a
+/// partial catalog, and they would drop the filters still being fetched.
+#[derive(Debug)]
+enum Initial {
+    /// The first listing has not completed.
+    Listing,
+    /// These objects of the first listing are being resolved.
+    Resolving(HashSet<Key>),
+    /// Publishing as things change.
+    Done,
 }
 
 impl Controller {
@@ -257,6 +274,35 @@ impl Controller {
         for object in objects.into_values() {
             self.upsert(object, done);
         }
+        if let Initial::Listing = self.initial {
+            let pending: HashSet<Key> = self
+                .lock()
+                .entries
+                .iter()
+                .filter(|(_, e)| e.resolving.is_some())
+                .map(|(key, _)| key.clone())
+                .collect();
+            tracing::info!(
+                filters = pending.len(),
+                "listed WasmFilters; publishing once all are resolved"
+            );
+            self.initial = Initial::Resolving(pending);
+            self.initial_resolved(None);
+        }
+    }
+
+    /// Notes that `key` of the first listing is resolved (or gone); publishes the first
+    /// catalog when none is left.
+    fn initial_resolved(&mut self, key: Option<&str>) {
+        if let Initial::Resolving(pending) = &mut self.initial {
+            if let Some(key) = key {
+                pending.remove(key);
+            }
+            if pending.is_empty() {
+                self.initial = Initial::Done;
+                self.publish();
+            }
+        }
     }
 
     /// A new or changed object: resolve it if its generation is new. Status-only changes
@@ -303,6 +349,7 @@ impl Controller {
 
     fn remove(&mut self, key: &str) {
         let removed = self.lock().entries.remove(key);
+        self.initial_resolved(Some(key));
         if removed.is_some() {
             tracing::info!(filter = %key, "WasmFilter deleted");
             self.publish();
@@ -325,6 +372,16 @@ impl Controller {
             PullPolicy::IfNotPresent if !refetch => self.modules.get(&cache_key).cloned(),
             _ => None,
         };
+        // Modules no filter uses any more are dropped here, when one is about to be fetched.
+        if cached.is_none() {
+            let in_use: HashSet<String> = self
+                .lock()
+                .entries
+                .values()
+                .map(|e| module_cache_key(&e.object))
+                .collect();
+            self.modules.retain(|key, _| in_use.contains(key));
+        }
         let fetcher = self.fetcher.clone();
         let sandbox = self.sandbox.clone();
         let done = done.clone();
@@ -333,6 +390,7 @@ impl Controller {
             let _ = done.send(Resolved {
                 key,
                 generation,
+                cache_key,
                 result,
             });
         });
@@ -343,19 +401,17 @@ impl Controller {
         let Resolved {
             key,
             generation,
+            cache_key,
             result,
         } = resolved;
         if let Ok(accepted) = &result {
-            let object = self.lock().entries.get(&key).map(|e| e.object.clone());
-            if let Some(object) = object {
-                self.modules.insert(
-                    module_cache_key(&object),
-                    (
-                        accepted.module.clone(),
-                        accepted.filter.module_sha256.clone(),
-                    ),
-                );
-            }
+            self.modules.insert(
+                cache_key,
+                (
+                    accepted.module.clone(),
+                    accepted.filter.module_sha256.clone(),
+                ),
+            );
         }
         {
             let mut state = self.lock();
@@ -401,6 +457,7 @@ impl Controller {
                 }
             }
         }
+        self.initial_resolved(Some(&key));
         self.publish();
         self.kick_status();
     }
@@ -427,8 +484,12 @@ impl Controller {
         }
     }
 
-    /// Publishes the accepted filters, unless they are what was published last.
+    /// Publishes the accepted filters, unless they are what was published last or the first
+    /// listing is still being resolved.
     fn publish(&mut self) {
+        if !matches!(self.initial, Initial::Done) {
+            return;
+        }
         let (filters, modules, errors) = {
             let state = self.lock();
             let mut filters = Vec::new();
