@@ -5,6 +5,8 @@
 //! - [`definition`]: the `WasmFilter` object (YAML today, a Kubernetes custom resource later)
 //!   and its validation.
 //! - [`source`]: where definitions come from. [`source::dir::DirSource`] watches a directory.
+//! - [`fetch`]: module bytes for definitions in a cluster, from `https://` URLs, OCI registries
+//!   and ConfigMaps.
 //! - [`catalog`]: the resolved filters and module bytes, and which filters select a proxy.
 //! - [`ControlPlane`]: holds the current catalog and the status of every proxy.
 //! - [`server`]: the gRPC `FilterDistribution` service (see `api/proto`) over TCP, with
