@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kube::{CustomResource, KubeSchema};
+use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use weft_proxy::config::{ConfigError, error_at, filter_limits, parse_size, parse_yaml};
@@ -82,10 +82,8 @@ fn default_namespace() -> String {
 
 /// The filter itself, as written: the spec of the Kubernetes custom resource
 /// [`WasmFilterResource`] (see [`crate::crd`]) and of a definition file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomResource, JsonSchema)]
 #[schemars(description = "Which module to run, with which config, on which proxies.")]
-// kube's `KubeSchema` derive copies the type into a private module, which trips the lint.
-#[allow(unreachable_pub)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, CustomResource, KubeSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[kube(
     group = "weft.dev",
@@ -104,6 +102,7 @@ fn default_namespace() -> String {
     printcolumn = r#"{"name":"Rejected","type":"integer","description":"Selected proxies that refused it","jsonPath":".status.rollout.rejected"}"#,
     printcolumn = r#"{"name":"Serving","type":"integer","priority":1,"description":"The generation in service","jsonPath":".status.servingGeneration"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("[has(self.spec.module.file), has(self.spec.module.url), has(self.spec.module.oci), has(self.spec.module.configMap)].filter(x, x).size() == 1").message("spec.module: give exactly one module source: url, oci or configMap"),
     validation = Rule::new("!has(self.spec.module.file)").message("spec.module.file is for the directory source; in a cluster give url, oci or configMap"),
     validation = Rule::new("has(self.spec.sha256) || has(self.spec.module.oci)").message("spec.sha256 is required for url and configMap modules (an OCI layer is named by its digest)"),
     validation = Rule::new("!has(self.spec.pullSecret) || has(self.spec.module.oci)").message("spec.pullSecret only applies to oci modules"),
@@ -167,11 +166,8 @@ pub enum PullPolicy {
 /// is listed so that a definition meant for another source is named as such rather than
 /// rejected as a typo. (A struct of optional fields rather than an enum: that is how a
 /// Kubernetes structural schema expresses a one-of, and how YAML users write it.)
-// kube's `KubeSchema` derive copies the type into a private module, which trips the lint.
-#[allow(unreachable_pub)]
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.file), has(self.url), has(self.oci), has(self.configMap)].filter(x, x).size() == 1").message("give exactly one module source: url, oci or configMap"))]
 pub struct ModuleSource {
     /// A file, relative to the definition file's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -238,7 +234,17 @@ pub struct Selector {
 
 /// Where in the chain a filter runs. Chains run the phases in this order.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
     JsonSchema,
 )]
 pub enum Phase {
