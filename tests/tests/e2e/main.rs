@@ -14,6 +14,7 @@ mod harness;
 mod header_router;
 mod host;
 mod http;
+mod kube_fake;
 mod metrics;
 mod rate_limit;
 mod reload;
