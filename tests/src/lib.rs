@@ -1,6 +1,6 @@
 //! Shared helpers for weft's end-to-end tests: real upstream servers and a gRPC service on
 //! `127.0.0.1:0`, HTTP/1.1, h2c and gRPC clients, the guest filters `build.rs` compiled, and
-//! starting the proxy from a YAML string.
+//! starting the proxy from a YAML string, and a fake Kubernetes API server for the controller.
 //!
 //! The tests themselves live in one binary, `tests/e2e`, to keep link time down.
 
@@ -9,6 +9,7 @@ pub mod client;
 pub mod control_plane;
 pub mod grpc;
 pub mod guests;
+pub mod kube_fake;
 pub mod metrics;
 pub mod proxy;
 pub mod upstream;

@@ -14,6 +14,8 @@ mod harness;
 mod header_router;
 mod host;
 mod http;
+mod kube_fake;
+mod kubernetes_examples;
 mod metrics;
 mod rate_limit;
 mod reload;
