@@ -98,7 +98,14 @@ impl Cluster {
     async fn wait_for_status(&self, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let object = self
             .api
-            .wait_for_object(API_VERSION, KIND, "default", name, |o| pred(&o["status"]), WAIT)
+            .wait_for_object(
+                API_VERSION,
+                KIND,
+                "default",
+                name,
+                |o| pred(&o["status"]),
+                WAIT,
+            )
             .await;
         object["status"].clone()
     }
@@ -232,7 +239,10 @@ async fn a_wasm_filter_rolls_out_to_its_proxies_and_the_status_reports_it() {
         .filter(|r| r.method == "PATCH")
         .cloned()
         .collect();
-    assert!(quiet.is_empty(), "status patched with nothing changed: {quiet:#?}");
+    assert!(
+        quiet.is_empty(),
+        "status patched with nothing changed: {quiet:#?}"
+    );
 
     // Delete: the proxy drops the filter.
     assert!(
@@ -272,7 +282,10 @@ async fn refused_generations_never_reach_a_proxy_and_the_status_says_why() {
         let message = ready["message"].as_str().unwrap_or_default();
         assert!(message.contains(needle), "{needle:?} not in {message:?}");
         assert!(
-            message.contains(&format!("generation 1 (sha256 {}) stays in service", &sha[..12])),
+            message.contains(&format!(
+                "generation 1 (sha256 {}) stays in service",
+                &sha[..12]
+            )),
             "{message}"
         );
         assert_eq!(status["servingGeneration"], 1, "{status:#}");
@@ -303,7 +316,10 @@ async fn refused_generations_never_reach_a_proxy_and_the_status_says_why() {
     // 5. Bytes that are not a component.
     let garbage = b"\0asm but not a component".to_vec();
     cluster.put_module("garbage.wasm", &garbage);
-    cluster.apply_filter("greeter", greeter("garbage.wasm", &sha256_hex(&garbage), "x"));
+    cluster.apply_filter(
+        "greeter",
+        greeter("garbage.wasm", &sha256_hex(&garbage), "x"),
+    );
     let status = cluster
         .wait_for_status("greeter", refused(5, "ModuleInvalid"))
         .await;
@@ -320,14 +336,20 @@ async fn refused_generations_never_reach_a_proxy_and_the_status_says_why() {
 
     // None of that reached the proxy: it still serves generation 1, and was never sent more.
     assert_eq!(greeting(proxy.addr()).await, "good");
-    assert_eq!(cluster.control_plane.version(), version, "catalog republished");
+    assert_eq!(
+        cluster.control_plane.version(),
+        version,
+        "catalog republished"
+    );
     let catalog = cluster.control_plane.catalog();
     assert_eq!(catalog.filters.len(), 1);
     assert_eq!(catalog.filters[0].generation, 1);
     // The admin endpoint lists the problem too.
     let errors = cluster.control_plane.source_errors();
     assert!(
-        errors.iter().any(|e| e.file == "WasmFilter default/greeter"),
+        errors
+            .iter()
+            .any(|e| e.file == "WasmFilter default/greeter"),
         "{errors:#?}"
     );
 
@@ -339,7 +361,11 @@ async fn refused_generations_never_reach_a_proxy_and_the_status_says_why() {
             s["servingGeneration"] == 7 && ready_because(s, "True", "RolledOut")
         })
         .await;
-    assert_eq!(condition(&status, "Degraded")["status"], "False", "{status:#}");
+    assert_eq!(
+        condition(&status, "Degraded")["status"],
+        "False",
+        "{status:#}"
+    );
     assert!(cluster.control_plane.source_errors().is_empty());
 }
 
@@ -434,7 +460,10 @@ async fn a_real_cluster_applies_rolls_and_reports() {
              one (kind, minikube, ...) and run it again; see the README's Kubernetes section"
         );
     };
-    eprintln!("using the cluster in KUBECONFIG={}", kubeconfig.to_string_lossy());
+    eprintln!(
+        "using the cluster in KUBECONFIG={}",
+        kubeconfig.to_string_lossy()
+    );
     let client = kube::Client::try_default()
         .await
         .expect("a client for the cluster in KUBECONFIG");
@@ -460,7 +489,10 @@ async fn a_real_cluster_applies_rolls_and_reports() {
         if established {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "CRD not established");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "CRD not established"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -549,7 +581,11 @@ async fn a_real_cluster_applies_rolls_and_reports() {
     };
 
     filters
-        .patch("greeter", &PatchParams::apply("weft-e2e"), &Patch::Apply(&apply("hello")))
+        .patch(
+            "greeter",
+            &PatchParams::apply("weft-e2e"),
+            &Patch::Apply(&apply("hello")),
+        )
         .await
         .expect("apply the WasmFilter");
     wait_for_greeting(proxy.addr(), "hello").await;
@@ -557,7 +593,11 @@ async fn a_real_cluster_applies_rolls_and_reports() {
     assert_eq!(status["rollout"]["updated"], 1, "{status:#}");
 
     filters
-        .patch("greeter", &PatchParams::apply("weft-e2e"), &Patch::Apply(&apply("rolled")))
+        .patch(
+            "greeter",
+            &PatchParams::apply("weft-e2e"),
+            &Patch::Apply(&apply("rolled")),
+        )
         .await
         .expect("change the config");
     wait_for_greeting(proxy.addr(), "rolled").await;
@@ -568,7 +608,11 @@ async fn a_real_cluster_applies_rolls_and_reports() {
     bad.spec.module.config_map = None;
     bad.spec.module.url = Some("http://insecure.example/greeter.wasm".to_owned());
     let refused = filters
-        .patch("greeter", &PatchParams::apply("weft-e2e"), &Patch::Apply(&bad))
+        .patch(
+            "greeter",
+            &PatchParams::apply("weft-e2e"),
+            &Patch::Apply(&bad),
+        )
         .await
         .expect_err("the API server refuses an http:// module URL");
     eprintln!("refused as expected: {refused}");

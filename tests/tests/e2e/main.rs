@@ -15,6 +15,7 @@ mod header_router;
 mod host;
 mod http;
 mod kube_fake;
+mod kubernetes;
 mod kubernetes_examples;
 mod metrics;
 mod rate_limit;
