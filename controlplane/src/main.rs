@@ -2,7 +2,7 @@
 //! from `WasmFilter` resources in Kubernetes; also prints the CRD and pushes modules to OCI
 //! registries.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -143,8 +143,14 @@ impl FromStr for Source {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Crd) = cli.command {
-        print!("{}", weft_controlplane::crd::crd_yaml());
-        return ExitCode::SUCCESS;
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(weft_controlplane::crd::crd_yaml().as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("weft-controlplane: cannot write the CRD: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     tracing_subscriber::fmt()
         // Plain text when piped: scripts and tests parse the "listening" lines.
@@ -255,9 +261,13 @@ async fn push(
         weft_controlplane::fetch::push(&reference, &bytes, auth, &registry.fetch_options()?)
             .await?;
     let sha256 = weft_controlplane::catalog::sha256_hex(&bytes);
-    println!("pushed {} to {reference}", module.display());
-    println!("manifest {digest}");
-    println!("sha256   {sha256}  (the module; use it as the WasmFilter's spec.sha256)");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "pushed {} to {reference}", module.display())?;
+    writeln!(out, "manifest {digest}")?;
+    writeln!(
+        out,
+        "sha256   {sha256}  (the module; use it as the WasmFilter's spec.sha256)"
+    )?;
     Ok(())
 }
 

@@ -8,10 +8,10 @@
 //! object's status.
 //!
 //! The status is written with server-side apply (field manager
-//! [`FIELD_MANAGER`](crate::crd::FIELD_MANAGER)) whenever it changes: when a generation is
+//! [`crate::crd::FIELD_MANAGER`]) whenever it changes: when a generation is
 //! resolved or refused, and when proxies take up, refuse or drop the filter. It carries
-//! `Ready` and `Degraded` conditions and the rollout figures over connected proxies (see
-//! [`compute_status`]).
+//! `Ready` and `Degraded` conditions and the rollout figures over connected proxies (the
+//! README's Kubernetes section lists the reasons).
 //!
 //! One control plane replica owns the status; running several would make them overwrite each
 //! other's rollout figures (there is no leader election yet).

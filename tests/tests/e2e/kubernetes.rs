@@ -70,10 +70,10 @@ impl Cluster {
     /// Stores `module` in ConfigMap `default/modules` under `key`.
     fn put_module(&self, key: &str, module: &[u8]) {
         let mut binary = serde_json::Map::new();
-        if let Some(existing) = self.api.object("v1", "ConfigMap", "default", "modules") {
-            if let Some(Value::Object(data)) = existing.get("binaryData") {
-                binary.extend(data.clone());
-            }
+        if let Some(existing) = self.api.object("v1", "ConfigMap", "default", "modules")
+            && let Some(Value::Object(data)) = existing.get("binaryData")
+        {
+            binary.extend(data.clone());
         }
         binary.insert(key.to_owned(), Value::String(base64(module)));
         self.api.apply_object(json!({
