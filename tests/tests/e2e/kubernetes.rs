@@ -15,10 +15,15 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use weft_controlplane::ControlPlane;
 use weft_controlplane::catalog::sha256_hex;
+use weft_controlplane::fetch::{self, FetchOptions};
 use weft_controlplane::server::{self, ServerHandle};
 use weft_controlplane::source::kubernetes::{KubernetesOptions, KubernetesSource};
 use weft_tests::kube_fake::FakeApiServer;
 use weft_tests::{TestProxy, Upstream, get, guests, start_proxy};
+
+// A real OCI registry (Debian's docker-registry), shared with the fetcher's tests.
+#[path = "../../../controlplane/tests/support/registry.rs"]
+mod registry;
 
 const WAIT: Duration = Duration::from_secs(15);
 const API_VERSION: &str = "weft.dev/v1alpha1";
@@ -34,6 +39,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
+        Self::start_with(FetchOptions::default()).await
+    }
+
+    /// [`start`](Self::start), fetching modules with `fetch`.
+    async fn start_with(fetch: FetchOptions) -> Self {
         let api = FakeApiServer::start().await;
         let control_plane = ControlPlane::new("weft-system");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -43,6 +53,7 @@ impl Cluster {
         let options = KubernetesOptions {
             retry: Duration::from_millis(200),
             status_delay: Duration::from_millis(20),
+            fetch,
             ..KubernetesOptions::default()
         };
         let source = KubernetesSource::start(api.client(), control_plane.clone(), options)
@@ -430,6 +441,68 @@ async fn a_broken_watch_relists_and_catches_up_including_deletes() {
             .delete_object(API_VERSION, KIND, "default", "greeter")
     );
     wait_for_greeting(proxy.addr(), "<none>").await;
+}
+
+#[tokio::test]
+async fn an_oci_module_behind_a_pull_secret_rolls_out() {
+    registry::install_crypto_provider();
+    let ca = registry::new_ca("weft e2e registry CA");
+    let registry = registry::Registry::start(registry::RegistrySetup {
+        tls: Some(&ca),
+        users: vec![("puller", "pa:ss")],
+    })
+    .await;
+    let options = FetchOptions {
+        extra_roots_pem: ca.pem.clone().into_bytes(),
+        ..FetchOptions::default()
+    };
+    let module = std::fs::read(guests::CONFIG_ECHO).expect("module");
+    let reference = format!("oci://{}/filters/greeter:1.0", registry.host);
+    let credentials = Some(("puller".to_owned(), "pa:ss".to_owned()));
+    fetch::push(&reference, &module, credentials, &options)
+        .await
+        .unwrap_or_else(|e| panic!("push: {e}\nregistry log:\n{}", registry.log()));
+
+    let upstream = Upstream::start().await.expect("upstream");
+    let cluster = Cluster::start_with(options).await;
+    let state = tempfile::tempdir().expect("state");
+    let proxy = cluster.proxy(upstream.addr(), "shop-0", state.path()).await;
+    let docker_config = json!({ "auths": { registry.host.as_str(): { "username": "puller", "password": "pa:ss" } } });
+    cluster.api.apply_object(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": "regcred", "namespace": "default" },
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": { ".dockerconfigjson": base64(docker_config.to_string().as_bytes()) },
+    }));
+    let mut spec = json!({
+        "module": { "oci": reference },
+        "selector": { "matchLabels": { "app": "shop" } },
+        "config": { "greeting": "from the registry" },
+    });
+
+    // Without the pull secret the registry refuses, and the status says what to set.
+    cluster.apply_filter("greeter", spec.clone());
+    let status = cluster
+        .wait_for_status("greeter", |s| ready_because(s, "False", "FetchFailed"))
+        .await;
+    let message = condition(&status, "Ready")["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("spec.pullSecret"), "{message}");
+
+    // With it, the module is pulled (no sha256 given: the layer's digest names it) and rolls.
+    spec["pullSecret"] = json!("regcred");
+    cluster.apply_filter("greeter", spec);
+    wait_for_greeting(proxy.addr(), "from the registry").await;
+    let status = cluster
+        .wait_for_status("greeter", |s| ready_because(s, "True", "RolledOut"))
+        .await;
+    assert_eq!(
+        status["servingSha256"],
+        sha256_hex(&module).as_str(),
+        "{status:#}"
+    );
 }
 
 /// The scenario against a real API server: apply the CRD and a WasmFilter, see a proxy
