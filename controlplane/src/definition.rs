@@ -1,6 +1,6 @@
 //! The `WasmFilter` definition: which module to run, with which config, on which proxies.
 //!
-//! The shape is that of the future Kubernetes custom resource (group `weft.dev`, version
+//! The shape is that of the Kubernetes custom resource (group `weft.dev`, version
 //! `v1alpha1`), so that a definition file and a cluster object read the same:
 //!
 //! ```yaml
