@@ -12,6 +12,7 @@ use weft_proxy::config::{FailurePolicy as ProxyFailurePolicy, Isolation, filter_
 use weft_proxy::metrics::Metrics;
 use weft_proxy::runtime::{FilterSpec, LoadError, Module, Runtime, RuntimeOptions};
 
+use crate::control_plane::lock;
 use crate::definition::FilterSettings;
 
 /// Compiled modules kept for later checks, by digest. Beyond this many the cache starts over:
@@ -154,10 +155,4 @@ impl Sandbox {
         modules.insert(sha256.to_owned(), module.clone());
         Ok(module)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use weft_proxy::config::error_at;
 
 use crate::catalog::{Catalog, CatalogFilter, SourceError};
+use crate::control_plane::lock;
 use crate::definition::{ParsedDefinition, parse_file};
 use crate::{ControlPlane, Error};
 
@@ -126,12 +127,6 @@ impl Drop for DirSource {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A definition file that was good: what it defines and what went into it.

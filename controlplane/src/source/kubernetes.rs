@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::catalog::{Catalog, CatalogFilter, SourceError};
-use crate::control_plane::ControlPlane;
+use crate::control_plane::{ControlPlane, lock};
 use crate::crd::{
     Condition, FIELD_MANAGER, ProxyFailure, Rollout, WasmFilterResource, WasmFilterStatus,
 };
@@ -907,12 +907,6 @@ fn rollout(filter: &CatalogFilter, proxies: &[ProxyStatus], root_namespace: &str
 /// The first 12 hex digits of a digest, as in messages.
 fn short(sha256: &str) -> &str {
     sha256.get(..12).unwrap_or(sha256)
-}
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

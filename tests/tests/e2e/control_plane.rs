@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::{greeting, wait_for_greeting};
 use weft_controlplane::{Catalog, ProxyStatus};
 use weft_tests::control_plane::{
     TestCa, TestControlPlane, catalog_filter, definition, proxy_section, sha256_hex,
 };
-use weft_tests::{Proto, Upstream, get, get_with, guests, scrape, start_proxy};
+use weft_tests::{Proto, Upstream, get_with, guests, scrape, start_proxy};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -47,27 +48,6 @@ fn acked(version: u64) -> impl Fn(&ProxyStatus) -> bool {
             && p.last_report
                 .as_ref()
                 .is_some_and(|r| r.accepted && r.version >= version)
-    }
-}
-
-async fn greeting(addr: SocketAddr) -> String {
-    let reply = get(addr, "/", &[]).await.expect("the proxy answers");
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    reply.header("x-greeting").unwrap_or("<none>").to_owned()
-}
-
-async fn wait_for_greeting(addr: SocketAddr, want: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let got = greeting(addr).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the proxy still answers with greeting {got:?}, not {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

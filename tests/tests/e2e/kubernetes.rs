@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::{greeting, wait_for_greeting};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use weft_controlplane::ControlPlane;
@@ -19,7 +20,7 @@ use weft_controlplane::fetch::{self, FetchOptions};
 use weft_controlplane::server::{self, ServerHandle};
 use weft_controlplane::source::kubernetes::{KubernetesOptions, KubernetesSource};
 use weft_tests::kube_fake::FakeApiServer;
-use weft_tests::{TestProxy, Upstream, get, guests, start_proxy};
+use weft_tests::{TestProxy, Upstream, guests, start_proxy};
 
 // A real OCI registry (Debian's docker-registry), shared with the fetcher's tests.
 #[path = "../../../controlplane/tests/support/registry.rs"]
@@ -148,27 +149,6 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 fn ready_because(status: &Value, ready: &str, reason: &str) -> bool {
     let c = condition(status, "Ready");
     c["status"] == ready && c["reason"] == reason
-}
-
-async fn greeting(addr: SocketAddr) -> String {
-    let reply = get(addr, "/", &[]).await.expect("the proxy answers");
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    reply.header("x-greeting").unwrap_or("<none>").to_owned()
-}
-
-async fn wait_for_greeting(addr: SocketAddr, want: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let got = greeting(addr).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the proxy still answers with greeting {got:?}, not {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]

@@ -75,3 +75,29 @@ fn line_of(yaml: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("{needle:?} is not in the test's own YAML"))
         + 1
 }
+
+/// The `x-greeting` header of a `GET /` through the proxy at `addr` (the config-echo guest
+/// sets it), or `<none>`.
+async fn greeting(addr: SocketAddr) -> String {
+    let reply = weft_tests::get(addr, "/", &[])
+        .await
+        .expect("the proxy answers");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.header("x-greeting").unwrap_or("<none>").to_owned()
+}
+
+/// Waits up to 15 s for [`greeting`] to be `want`.
+async fn wait_for_greeting(addr: SocketAddr, want: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let got = greeting(addr).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the proxy still answers with greeting {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

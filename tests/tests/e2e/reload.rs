@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use weft_tests::{Upstream, get, guests, scrape, start_proxy};
+use weft_tests::{Upstream, guests, scrape, start_proxy};
 
-use crate::{filter, one_route};
+use crate::{filter, greeting, one_route};
 
 const UPDATES: &str = "weft_config_updates_total";
 
@@ -42,12 +42,6 @@ where
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-async fn greeting(addr: std::net::SocketAddr) -> String {
-    let reply = get(addr, "/", &[]).await.expect("the proxy answers");
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    reply.header("x-greeting").unwrap_or("<none>").to_owned()
 }
 
 #[tokio::test]
