@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout)] // `check`, `filter test` and `filter new` report on stdout.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,6 +24,10 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t, global = true)]
     log_format: LogFormat,
+    /// Worker threads serving traffic (default: one per core this process may run on), like
+    /// Envoy's `--concurrency` or nginx's `worker_processes`.
+    #[arg(long)]
+    workers: Option<NonZeroUsize>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -99,7 +104,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Filter(_)) => unreachable!("handled above"),
-        None => serve(config),
+        None => serve(config, cli.workers),
     }
 }
 
@@ -154,11 +159,19 @@ fn filter_new(name: &str, path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+fn serve(config: Config, workers: Option<NonZeroUsize>) -> ExitCode {
+    // One worker gets a current-thread runtime: the same event loop without the work-stealing
+    // scheduler's atomics and queues (`bench/` measures the difference).
+    let mut builder = match workers.map(NonZeroUsize::get) {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -9,88 +9,20 @@
 #![allow(missing_docs)] // `criterion_group!` generates undocumented items.
 
 use std::hint::black_box;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use criterion::{Criterion, criterion_group, criterion_main};
-use hmac::{Hmac, Mac};
 use http::Method;
 use http::StatusCode;
-use weft_tests::{Upstream, empty, guests, http1_client, request, send, start_proxy};
-
-const SECRET: &[u8] = b"chain-bench-secret-0123456789abcdef";
-
-fn token() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    let header = B64.encode(br#"{"alg":"HS256","typ":"JWT","kid":"bench"}"#);
-    let claims = B64.encode(format!(
-        r#"{{"iss":"bench","sub":"alice","aud":"app","exp":{}}}"#,
-        now + 3600
-    ));
-    let input = format!("{header}.{claims}");
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET).expect("any key length");
-    mac.update(input.as_bytes());
-    format!("{input}.{}", B64.encode(mac.finalize().into_bytes()))
-}
+use weft_tests::{Upstream, bench, empty, http1_client, request, send, start_proxy};
 
 fn config(upstream: std::net::SocketAddr, with_filters: bool) -> String {
     let filters = if with_filters {
-        format!(
-            r#"
-      - name: authz
-        module: {authz:?}
-        config:
-          jwt:
-            jwks: {{ keys: [ {{ kty: oct, kid: bench, alg: HS256, k: "{key}" }} ] }}
-            issuers: [bench]
-            audiences: [app]
-            claims_to_headers: [ {{ claim: sub, header: x-user }} ]
-          rules:
-            allow: [ {{ methods: [GET] }} ]
-      - name: rate-limit
-        module: {rate_limit:?}
-        config:
-          limits:
-            - {{ name: per_client, key: [client_address], capacity: 1000000000, refill: {{ amount: 1000000000, interval: 1s }} }}
-      - name: header-router
-        module: {header_router:?}
-        config:
-          rules:
-            - {{ name: beta, match: {{ headers: [ {{ name: x-version, exact: beta }} ] }}, upstream: app }}
-            - {{ name: v2, match: {{ path: {{ prefix: /v2/ }} }}, upstream: app }}
-      - name: fault-injection
-        module: {fault_injection:?}
-        config:
-          abort: {{ status: 503, percentage: 0 }}
-          header_faults: true"#,
-            authz = guests::AUTHZ,
-            rate_limit = guests::RATE_LIMIT,
-            header_router = guests::HEADER_ROUTER,
-            fault_injection = guests::FAULT_INJECTION,
-            key = B64.encode(SECRET),
-        )
+        bench::four_filters()
     } else {
         " []".to_owned()
     };
-    format!(
-        r#"
-listeners:
-  - name: inbound
-    address: 127.0.0.1:0
-    filters:{filters}
-    routes:
-      - name: app
-        match: {{ path: {{ prefix: / }} }}
-        upstream: app
-upstreams:
-  - name: app
-    endpoints: ["{upstream}"]
-"#
-    )
+    bench::proxy_config("127.0.0.1:0", upstream, &filters)
 }
 
 fn chain(c: &mut Criterion) {
@@ -122,7 +54,7 @@ fn measure(c: &mut Criterion, group: &str, rt: &tokio::runtime::Runtime) {
             .expect("proxy with the four filters");
         (upstream, bare, full)
     });
-    let bearer = format!("Bearer {}", token());
+    let bearer = format!("Bearer {}", bench::hs256_token());
     let headers = [("authorization", bearer.as_str())];
     let mut group = c.benchmark_group(group);
     for (name, proxy) in [("no_filters", &bare), ("four_filters", &full)] {

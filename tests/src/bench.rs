@@ -77,3 +77,105 @@ pub fn info() -> RequestInfo {
         route: Some("default".into()),
     }
 }
+
+/// The HS256 secret of [`hs256_token`] and [`four_filters`]' authz config.
+pub const SECRET: &[u8] = b"chain-bench-secret-0123456789abcdef";
+
+/// A JWT signed with [`SECRET`] (issuer `bench`, subject `alice`, audience `app`), valid for
+/// an hour: the bearer token every benchmark request carries, so authz allows it.
+pub fn hs256_token() -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use hmac::Mac as _;
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let header = B64.encode(br#"{"alg":"HS256","typ":"JWT","kid":"bench"}"#);
+    let claims = B64.encode(format!(
+        r#"{{"iss":"bench","sub":"alice","aud":"app","exp":{}}}"#,
+        now + 3600
+    ));
+    let input = format!("{header}.{claims}");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET).expect("any key length");
+    mac.update(input.as_bytes());
+    format!("{input}.{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+/// The `filters:` entries (YAML, indented for a listener) of the four first-party filters as
+/// a realistic chain that lets [`hs256_token`]'s requests through: authz (HS256 JWT, a claim
+/// forwarded as a header, an allow rule) → rate-limit (a per-client bucket too large to
+/// trip) → header-router (two rules that do not match) → fault-injection (0 % abort, header
+/// faults enabled but not requested).
+pub fn four_filters() -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    format!(
+        r#"
+      - name: authz
+        module: {authz:?}
+        config:
+          jwt:
+            jwks: {{ keys: [ {{ kty: oct, kid: bench, alg: HS256, k: "{key}" }} ] }}
+            issuers: [bench]
+            audiences: [app]
+            claims_to_headers: [ {{ claim: sub, header: x-user }} ]
+          rules:
+            allow: [ {{ methods: [GET] }} ]
+      - name: rate-limit
+        module: {rate_limit:?}
+        config:
+          limits:
+            - {{ name: per_client, key: [client_address], capacity: 1000000000, refill: {{ amount: 1000000000, interval: 1s }} }}
+      - name: header-router
+        module: {header_router:?}
+        config:
+          rules:
+            - {{ name: beta, match: {{ headers: [ {{ name: x-version, exact: beta }} ] }}, upstream: app }}
+            - {{ name: v2, match: {{ path: {{ prefix: /v2/ }} }}, upstream: app }}
+      - name: fault-injection
+        module: {fault_injection:?}
+        config:
+          abort: {{ status: 503, percentage: 0 }}
+          header_faults: true"#,
+        authz = crate::guests::AUTHZ,
+        rate_limit = crate::guests::RATE_LIMIT,
+        header_router = crate::guests::HEADER_ROUTER,
+        fault_injection = crate::guests::FAULT_INJECTION,
+        key = B64.encode(SECRET),
+    )
+}
+
+/// The `filters:` entries of `n` no-op filters (`noop-0` …), each a real hook call into its
+/// own wasm instance.
+pub fn noop_filters(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "\n      - {{ name: noop-{i}, module: {:?} }}",
+                crate::guests::NOOP
+            )
+        })
+        .collect()
+}
+
+/// A proxy config with one listener on `listen` whose `filters` (from [`four_filters`] or
+/// [`noop_filters`], or `" []"`) run on every request, routed to `upstream`.
+pub fn proxy_config(listen: &str, upstream: std::net::SocketAddr, filters: &str) -> String {
+    format!(
+        r#"
+listeners:
+  - name: inbound
+    address: {listen}
+    filters:{filters}
+    routes:
+      - name: app
+        match: {{ path: {{ prefix: / }} }}
+        upstream: app
+upstreams:
+  - name: app
+    endpoints: ["{upstream}"]
+"#
+    )
+}

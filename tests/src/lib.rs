@@ -10,6 +10,7 @@ pub mod control_plane;
 pub mod grpc;
 pub mod guests;
 pub mod kube_fake;
+pub mod load;
 pub mod metrics;
 pub mod proxy;
 pub mod upstream;

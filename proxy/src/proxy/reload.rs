@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use notify::Watcher as _;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -231,10 +232,29 @@ pub(crate) fn watch_file(
     if files.is_empty() {
         return; // An inline config: nothing to watch.
     }
+    let dirs: HashSet<PathBuf> = files
+        .iter()
+        .filter_map(|f| Some(f.parent()?.to_owned()))
+        .collect();
+    // Events are filtered on notify's thread: a busy file beside the config (a log) must not
+    // wake the proxy's workers on every write (`bench/` once measured exactly that).
+    let watched = Arc::new(ArcSwap::from_pointee(files));
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let filter = Arc::clone(&watched);
     let mut watcher =
         match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let _ = tx.send(event);
+            let relevant = match &event {
+                Ok(event) => {
+                    !event.kind.is_access() && {
+                        let files = filter.load();
+                        event.paths.iter().any(|p| files.contains(p))
+                    }
+                }
+                Err(_) => true, // The task logs it.
+            };
+            if relevant {
+                let _ = tx.send(event);
+            }
         }) {
             Ok(w) => w,
             Err(e) => {
@@ -242,8 +262,7 @@ pub(crate) fn watch_file(
                 return;
             }
         };
-    let dirs: HashSet<&Path> = files.iter().filter_map(|f| f.parent()).collect();
-    for dir in dirs {
+    for dir in &dirs {
         if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a config directory: changes there need a restart");
         }
@@ -251,20 +270,12 @@ pub(crate) fn watch_file(
     let reloader = reloader.clone();
     tasks.spawn(async move {
         let _watcher = watcher; // Dropping it stops the events.
-        let mut files = files;
         loop {
             tokio::select! {
                 event = rx.recv() => {
                     let Some(event) = event else { return };
-                    let relevant = match event {
-                        Ok(event) => !event.kind.is_access()
-                            && event.paths.iter().any(|p| files.contains(p)),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "config file watch failed");
-                            false
-                        }
-                    };
-                    if !relevant {
+                    if let Err(e) = event {
+                        tracing::warn!(error = %e, "config file watch failed");
                         continue;
                     }
                     tokio::time::sleep(DEBOUNCE).await;
@@ -274,7 +285,7 @@ pub(crate) fn watch_file(
                     // New module paths may have come with the change.
                     let r = reloader.clone();
                     if let Ok(now) = tokio::task::spawn_blocking(move || r.watched_files()).await {
-                        files = now;
+                        watched.store(Arc::new(now));
                     }
                 }
                 _ = shutdown.changed() => return,

@@ -415,7 +415,13 @@ async fn a_proxy_restarted_with_the_control_plane_down_serves_its_last_good_chai
     );
     let proxy = start_proxy(&config).await.expect("proxy");
     wait_for_greeting(proxy.addr(), "remembered").await;
-    let version = proxy.snapshot_version();
+    // The chain swaps a moment before the proxy records the snapshot's version (and before
+    // it ACKs), so wait for the ACK: then the version on disk is the one read here.
+    let version = cp.control_plane.version();
+    cp.wait_for_proxy("shop-0", WAIT, acked(version))
+        .await
+        .expect("the proxy ACKs");
+    assert_eq!(proxy.snapshot_version(), version);
     proxy.shutdown().await;
     cp.stop().await;
 

@@ -17,6 +17,7 @@ mod http;
 mod kube_fake;
 mod kubernetes;
 mod kubernetes_examples;
+mod load;
 mod metrics;
 mod rate_limit;
 mod reload;
