@@ -64,6 +64,13 @@ fn fetch_error(result: Result<fetch::Fetched, FetchError>) -> FetchError {
     }
 }
 
+/// The message of the error `result` must be, after checking the error's reason.
+fn refused(result: Result<fetch::Fetched, FetchError>, reason: &str) -> String {
+    let error = fetch_error(result);
+    assert_eq!(error.reason(), reason, "{error}");
+    error.to_string()
+}
+
 fn plain_options(registry: &Registry) -> FetchOptions {
     FetchOptions {
         insecure_registries: vec![registry.host.clone()],
@@ -180,9 +187,10 @@ async fn missing_tag_names_the_reference() {
     .unwrap();
     let fetcher = Fetcher::new(None, options).unwrap();
     let reference = format!("oci://{}/filters/authz:2.0", registry.host);
-    let error = fetch_error(fetcher.fetch("default", &oci_spec(&reference, None)).await);
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
+    let message = refused(
+        fetcher.fetch("default", &oci_spec(&reference, None)).await,
+        "FetchFailed",
+    );
     assert!(message.contains(&reference), "{message}");
     assert!(message.contains("manifest unknown"), "{message}");
 }
@@ -207,9 +215,10 @@ async fn artifact_without_a_wasm_layer_is_refused() {
         .await
         .unwrap();
     let fetcher = Fetcher::new(None, plain_options(&registry)).unwrap();
-    let error = fetch_error(fetcher.fetch("default", &oci_spec(&reference, None)).await);
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
+    let message = refused(
+        fetcher.fetch("default", &oci_spec(&reference, None)).await,
+        "FetchFailed",
+    );
     assert!(
         message.contains(&reference)
             && message.contains("no Wasm layer")
@@ -230,9 +239,10 @@ async fn oci_module_over_the_size_limit_is_refused() {
         ..plain_options(&registry)
     };
     let fetcher = Fetcher::new(None, options).unwrap();
-    let error = fetch_error(fetcher.fetch("default", &oci_spec(&reference, None)).await);
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
+    let message = refused(
+        fetcher.fetch("default", &oci_spec(&reference, None)).await,
+        "FetchFailed",
+    );
     assert!(
         message.contains("more than the limit of 16 bytes"),
         "{message}"
@@ -248,9 +258,10 @@ async fn plain_http_registry_not_listed_as_insecure_fails() {
         .unwrap();
     // Without `insecure_registries` the fetcher speaks TLS to a plain-HTTP port.
     let fetcher = Fetcher::new(None, FetchOptions::default()).unwrap();
-    let error = fetch_error(fetcher.fetch("default", &oci_spec(&reference, None)).await);
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
+    let message = refused(
+        fetcher.fetch("default", &oci_spec(&reference, None)).await,
+        "FetchFailed",
+    );
     assert!(
         message.contains(&reference) && message.contains("insecure registries"),
         "{message}"
@@ -296,14 +307,13 @@ async fn tls_registry_is_trusted_through_extra_roots_only() {
         extra_roots_pem: new_ca("another CA").pem.into_bytes(),
         ..FetchOptions::default()
     };
-    let error = fetch_error(
+    let message = refused(
         Fetcher::new(None, other)
             .unwrap()
             .fetch("default", &oci_spec(&reference, None))
             .await,
+        "FetchFailed",
     );
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
     assert!(
         message.contains(&reference)
             && message.contains("UnknownIssuer")
@@ -346,14 +356,13 @@ async fn registry_with_users_needs_credentials() {
 
     // Pulling with credentials takes a pull secret, and so a cluster (the controller's tests);
     // without one the registry refuses, and the message says what to do.
-    let error = fetch_error(
+    let message = refused(
         Fetcher::new(None, options)
             .unwrap()
             .fetch("default", &oci_spec(&reference, None))
             .await,
+        "FetchFailed",
     );
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
     assert!(
         message.contains(&reference) && message.contains("spec.pullSecret"),
         "{message}"
@@ -365,9 +374,7 @@ async fn pull_secret_without_a_cluster_is_a_clear_error() {
     let fetcher = Fetcher::new(None, FetchOptions::default()).unwrap();
     let mut spec = oci_spec("oci://127.0.0.1:1/filters/authz:1.0", None);
     spec.pull_secret = Some("registry-creds".to_owned());
-    let error = fetch_error(fetcher.fetch("team-a", &spec).await);
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
+    let message = refused(fetcher.fetch("team-a", &spec).await, "FetchFailed");
     assert!(
         message.contains("team-a/registry-creds") && message.contains("Kubernetes client"),
         "{message}"
@@ -381,9 +388,7 @@ async fn config_map_without_a_cluster_is_a_clear_error() {
         serde_json::json!({ "configMap": { "name": "filters", "key": "authz.wasm" } }),
         Some(&sha256(MODULE)),
     );
-    let error = fetch_error(fetcher.fetch("default", &spec).await);
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
+    let message = refused(fetcher.fetch("default", &spec).await, "FetchFailed");
     assert!(
         message.contains("ConfigMap default/filters key authz.wasm")
             && message.contains("Kubernetes client"),
@@ -506,9 +511,10 @@ async fn https_untrusted_certificate_fails() {
     let addr = https_server(&ca).await;
     let fetcher = Fetcher::new(None, FetchOptions::default()).unwrap();
     let url = format!("https://{addr}/module.wasm");
-    let error = fetch_error(fetcher.fetch("default", &url_spec(&url, None)).await);
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
+    let message = refused(
+        fetcher.fetch("default", &url_spec(&url, None)).await,
+        "FetchFailed",
+    );
     assert!(
         message.contains(&url)
             && message.contains("UnknownIssuer")
@@ -524,13 +530,12 @@ async fn https_wrong_sha256_is_a_digest_mismatch() {
     let fetcher = Fetcher::new(None, trusting(&ca)).unwrap();
     let url = format!("https://{addr}/module.wasm");
     let wrong = "f".repeat(64);
-    let error = fetch_error(
+    let message = refused(
         fetcher
             .fetch("default", &url_spec(&url, Some(&wrong)))
             .await,
+        "DigestMismatch",
     );
-    assert_eq!(error.reason(), "DigestMismatch");
-    let message = error.to_string();
     assert!(
         message.contains(&url) && message.contains(&sha256(MODULE)),
         "{message}"
@@ -543,9 +548,10 @@ async fn https_not_found_gives_the_status() {
     let addr = https_server(&ca).await;
     let fetcher = Fetcher::new(None, trusting(&ca)).unwrap();
     let url = format!("https://{addr}/missing.wasm");
-    let error = fetch_error(fetcher.fetch("default", &url_spec(&url, None)).await);
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
+    let message = refused(
+        fetcher.fetch("default", &url_spec(&url, None)).await,
+        "FetchFailed",
+    );
     assert!(
         message.contains(&url) && message.contains("404 Not Found"),
         "{message}"
@@ -567,9 +573,10 @@ async fn https_module_over_the_size_limit_is_refused() {
         ("stream.wasm", "larger than the limit of 2048 bytes"),
     ] {
         let url = format!("https://{addr}/{path}");
-        let error = fetch_error(fetcher.fetch("default", &url_spec(&url, None)).await);
-        assert_eq!(error.reason(), "FetchFailed");
-        let message = error.to_string();
+        let message = refused(
+            fetcher.fetch("default", &url_spec(&url, None)).await,
+            "FetchFailed",
+        );
         assert!(
             message.contains(&url) && message.contains(says),
             "{message}"
@@ -589,9 +596,10 @@ async fn https_module_over_the_size_limit_is_refused() {
 async fn plain_http_url_is_refused() {
     let fetcher = Fetcher::new(None, FetchOptions::default()).unwrap();
     let url = "http://127.0.0.1:1/module.wasm";
-    let error = fetch_error(fetcher.fetch("default", &url_spec(url, None)).await);
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
+    let message = refused(
+        fetcher.fetch("default", &url_spec(url, None)).await,
+        "FetchFailed",
+    );
     assert!(message.contains("only https:// URLs"), "{message}");
 }
 
@@ -613,10 +621,9 @@ async fn silent_server_times_out() {
     let fetcher = Fetcher::new(None, options).unwrap();
     let url = format!("https://{addr}/module.wasm");
     let started = Instant::now();
-    let error = fetch_error(fetcher.fetch("default", &url_spec(&url, None)).await);
+    let result = fetcher.fetch("default", &url_spec(&url, None)).await;
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(error.reason(), "FetchFailed");
-    let message = error.to_string();
+    let message = refused(result, "FetchFailed");
     assert!(message.contains("timed out"), "{message}");
 }
 

@@ -2,12 +2,15 @@
 //! the certificate's.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+#[path = "support/certs.rs"]
+mod certs;
 mod common;
 
 use std::path::Path;
 
+use certs::{Ca, dns, leaf, new_ca};
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+use rcgen::SanType;
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -18,38 +21,6 @@ use weft_controlplane::server::{self, ServerHandle};
 use weft_controlplane::tls::TlsConfig;
 
 const AUTH: &[u8] = b"\0asm auth module";
-
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-fn new_ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        pem: cert.pem(),
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// A certificate and key (PEM) signed by `ca` with the given SANs.
-fn leaf(ca: &Ca, sans: Vec<SanType>) -> (String, String) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names = sans;
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-fn dns(name: &str) -> SanType {
-    SanType::DnsName(name.try_into().unwrap())
-}
 
 async fn start_tls(cp: &ControlPlane, dir: &Path, ca: &Ca) -> ServerHandle {
     let (cert, key) = leaf(

@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
 use tempfile::TempDir;
 
 /// Installs rustls's ring provider for the process (reqwest is built without one).
@@ -20,37 +19,9 @@ pub fn install_crypto_provider() {
 
 // ---- Certificates ----------------------------------------------------------------------------
 
-pub struct Ca {
-    /// The CA certificate (PEM).
-    pub pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-pub fn new_ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        pem: cert.pem(),
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// A server certificate and key (PEM) for `127.0.0.1` and `localhost`, signed by `ca`.
-pub fn server_cert(ca: &Ca) -> (String, String) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names = vec![
-        SanType::DnsName("localhost".try_into().unwrap()),
-        SanType::IpAddress("127.0.0.1".parse().unwrap()),
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
+#[path = "certs.rs"]
+mod certs;
+pub use certs::{Ca, new_ca, server_cert};
 
 // ---- The registry ----------------------------------------------------------------------------
 

@@ -102,14 +102,11 @@ struct Pinning {
 
 fn pin() -> Option<Pinning> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 || which("taskset").is_none() {
+    let taskset = which("taskset").is_some();
+    if cores < 2 || !taskset {
         eprintln!(
             "warning: not pinning ({cores} cores available, taskset {}): load and proxy share cores",
-            if which("taskset").is_some() {
-                "found"
-            } else {
-                "missing"
-            }
+            if taskset { "found" } else { "missing" }
         );
         return None;
     }
@@ -396,7 +393,7 @@ struct Server {
 }
 
 impl Server {
-    fn spawn(mut command: Command, log: PathBuf, pinning: Option<Pinning>) -> anyhow::Result<Self> {
+    fn spawn(command: Command, log: PathBuf, pinning: Option<Pinning>) -> anyhow::Result<Self> {
         let mut command = match pinning {
             Some(p) => {
                 let mut pinned = Command::new("taskset");
@@ -407,7 +404,7 @@ impl Server {
                     .args(command.get_args());
                 pinned
             }
-            None => std::mem::replace(&mut command, Command::new("true")),
+            None => command,
         };
         let file = std::fs::File::create(&log)?;
         let child = command
@@ -1012,22 +1009,21 @@ impl Report {
             &|x| format!("{x:.0} µs"),
             &|x| x <= 150.0,
         );
+        // The memory targets are in MB (10^6 bytes).
+        let mb = |kib: u64| kib as f64 * 1024.0 / 1e6;
         let four_memory = four.and_then(|t| t.memory);
+        let nginx_memory = nginx.and_then(|t| t.memory);
         goal(
             "weft-4 idle RSS ≤ 20 MB",
-            four_memory.map(|m| m.idle_kib as f64 * 1024.0 / 1e6),
-            nginx
-                .and_then(|t| t.memory)
-                .map(|m| m.idle_kib as f64 * 1024.0 / 1e6),
+            four_memory.map(|m| mb(m.idle_kib)),
+            nginx_memory.map(|m| mb(m.idle_kib)),
             &|x| format!("{x:.1} MB"),
             &|x| x <= 20.0,
         );
         goal(
             "weft-4 RSS under load ≤ 40 MB",
-            four_memory.map(|m| m.peak_kib as f64 * 1024.0 / 1e6),
-            nginx
-                .and_then(|t| t.memory)
-                .map(|m| m.peak_kib as f64 * 1024.0 / 1e6),
+            four_memory.map(|m| mb(m.peak_kib)),
+            nginx_memory.map(|m| mb(m.peak_kib)),
             &|x| format!("{x:.1} MB"),
             &|x| x <= 40.0,
         );
