@@ -17,13 +17,31 @@
 //!     cert: certs/proxy.pem            # this proxy's client certificate
 //!     key: certs/proxy-key.pem
 //! limits:                              # sizes: a number of bytes, or a number and B, KiB, MiB, GiB
-//!   max_request_header_bytes: 64KiB    # default 64KiB
-//!   max_request_body_bytes: 16MiB      # default 16MiB
+//!   max_request_header_bytes: 64KiB    # default 64KiB; larger heads get 431
+//!   max_request_body_bytes: 16MiB      # default 16MiB; larger bodies get 413
 //!   max_buffered_body_bytes: 1MiB      # default 1MiB; bodies buffered for body hooks
+//!   max_connections: 10000             # default 10000 per listener; more are closed at once
+//!   request_head_timeout: 30s          # default 30s; from accept (or the first byte of the
+//!                                      # next request) to a complete head, HTTP/2 preface included
+//!   idle_timeout: 75s                  # default 75s; a connection with no request in flight
+//!   http2_max_concurrent_streams: 128  # default 128
+//!   http2_keepalive_interval: 60s      # default 60s; ping an idle HTTP/2 client (`off` disables)
+//!   http2_keepalive_timeout: 20s       # default 20s; close when a ping is not answered in time
+//!   http2_max_premature_resets: 100    # default 100; GOAWAY once a client has reset this many
+//!                                      # streams before their response, if that is half or more
+//!   max_concurrent_calls_per_filter: 1024  # default 1024; calls of a filter that yields (runs
+//!                                      # past 1 ms) in progress at once; more get its failure policy
+//!   max_active_delays_per_filter: 1024 # default 1024; requests a filter holds in `delay`
+//!                                      # actions at once; further delays are skipped
 //! listeners:                           # at least one
 //!   - name: ingress                    # unique; letters, digits, '_', '.', '-'
 //!     address: 0.0.0.0:8080            # IP:port, unique (port 0 picks a free port)
 //!     direction: inbound               # inbound (default) | outbound
+//!     paths:                           # optional; how request paths are normalized before
+//!       normalize: true                # routing and filters (default true: RFC 3986 dot
+//!                                      # segments, unreserved characters percent-decoded)
+//!       merge_slashes: true            # default true: `//a` is `/a`
+//!       escaped_slashes: reject        # reject (default; 400) | keep: `%2F`, `%5C` in a path
 //!     filters:                         # optional; names unique within the listener
 //!       - name: auth
 //!         module: filters/auth.wasm    # relative to this file's directory; must exist
@@ -63,7 +81,7 @@
 //!
 //! [`Config::load`] reads a file; every error names the file, the line and column, and the
 //! field, like
-//! `weft.yaml:42:19: listeners[0].routes[0].upstream: unknown upstream "bilings" (known: app, billing)`.
+//! `weft.yaml:60:19: listeners[0].routes[0].upstream: unknown upstream "bilings" (known: app, billing)`.
 //!
 //! Parsing happens in two steps: serde reads the file into the private `Raw*` structs, which
 //! reject unknown keys and wrong types; then [`Config::from_yaml`] converts those into the public
@@ -157,7 +175,7 @@ pub struct AdminConfig {
     pub address: SocketAddr,
 }
 
-/// Size limits that protect the proxy from large requests.
+/// Sizes, counts and timeouts that protect the proxy from large, slow or abusive clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// The largest request head (request line and headers) accepted. Default 64 KiB.
@@ -166,6 +184,34 @@ pub struct Limits {
     pub max_request_body_bytes: u64,
     /// The largest body buffered in memory for a filter's body hooks. Default 1 MiB.
     pub max_buffered_body_bytes: usize,
+    /// Connections each listener serves at once; more are closed as soon as accepted.
+    /// Default 10,000.
+    pub max_connections: usize,
+    /// From accepting a connection, or from the first byte of a request, to its complete
+    /// head (protocol detection and the HTTP/2 preface included). Default 30 s (nginx's
+    /// `client_header_timeout` is 60 s).
+    pub request_head_timeout: Duration,
+    /// How long a connection with no request in flight stays open. Default 75 s (nginx's
+    /// `keepalive_timeout`).
+    pub idle_timeout: Duration,
+    /// Streams one HTTP/2 connection may have open. Default 128.
+    pub http2_max_concurrent_streams: u32,
+    /// How often an HTTP/2 connection is pinged; `None`: never. Default 60 s.
+    pub http2_keepalive_interval: Option<Duration>,
+    /// How long a ping may go unanswered before the connection is closed. Default 20 s.
+    pub http2_keepalive_timeout: Duration,
+    /// Streams a client may reset before their response (as in the HTTP/2 rapid-reset
+    /// attack) before its connection gets GOAWAY, if they are half or more of its streams.
+    /// Default 100.
+    pub http2_max_premature_resets: u32,
+    /// Calls of one filter in progress at once while its calls yield (after one ran past an
+    /// epoch tick); more are answered by its failure policy. Default 1024.
+    pub max_concurrent_calls_per_filter: u32,
+    /// Requests one filter may hold in `delay` actions at once; further delays are skipped
+    /// (the request goes on at once, or gets the delay's response at once) and counted in
+    /// `weft_filter_delays_overflow_total`. Default 1024 (Envoy's fault filter:
+    /// `max_active_faults`).
+    pub max_active_delays_per_filter: u32,
 }
 
 impl Default for Limits {
@@ -174,8 +220,55 @@ impl Default for Limits {
             max_request_header_bytes: (64 * KIB) as usize,
             max_request_body_bytes: 16 * MIB,
             max_buffered_body_bytes: MIB as usize,
+            max_connections: 10_000,
+            request_head_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            http2_max_concurrent_streams: 128,
+            http2_keepalive_interval: Some(Duration::from_secs(60)),
+            http2_keepalive_timeout: Duration::from_secs(20),
+            http2_max_premature_resets: 100,
+            max_concurrent_calls_per_filter: 1024,
+            max_active_delays_per_filter: 1024,
         }
     }
+}
+
+/// How a listener normalizes request paths before routing and filters (key `paths`), as
+/// Envoy's `normalize_path`, `merge_slashes` and `path_with_escaped_slashes_action`.
+///
+/// The normalized path is the one routes match, filters read and the upstream receives. A
+/// path that climbs above `/`, holds a NUL, a `\` or a malformed escape is refused with 400
+/// whatever the options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathNormalization {
+    /// RFC 3986 dot-segment removal and decoding of percent-encoded unreserved characters.
+    /// Default on.
+    pub enabled: bool,
+    /// `//` is `/`. Default on.
+    pub merge_slashes: bool,
+    /// What to do with `%2F` and `%5C`.
+    pub escaped_slashes: EscapedSlashes,
+}
+
+impl Default for PathNormalization {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            merge_slashes: true,
+            escaped_slashes: EscapedSlashes::Reject,
+        }
+    }
+}
+
+/// What a listener does with an encoded `/` or `\` in a request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    /// Answer 400. The default: a server behind the proxy may decode them into separators.
+    #[default]
+    Reject,
+    /// Forward them encoded (upper-cased), as part of a segment.
+    Keep,
 }
 
 /// One address the proxy accepts connections on, with its filter chain and routes.
@@ -187,6 +280,8 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     /// Whether traffic comes into the application or leaves it.
     pub direction: Direction,
+    /// How request paths are normalized.
+    pub paths: PathNormalization,
     /// The filter chain, in file order.
     pub filters: Vec<FilterConfig>,
     /// The routes, in file order; at least one.
@@ -233,6 +328,16 @@ pub enum FailurePolicy {
     FailClosed,
     /// Skip the filter and go on.
     FailOpen,
+}
+
+impl FailurePolicy {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::FailClosed => "fail_closed",
+            FailurePolicy::FailOpen => "fail_open",
+        }
+    }
 }
 
 /// How filter instances relate to requests.
@@ -503,6 +608,26 @@ struct RawLimits {
     max_request_header_bytes: Option<RawSize>,
     max_request_body_bytes: Option<RawSize>,
     max_buffered_body_bytes: Option<RawSize>,
+    max_connections: Option<u64>,
+    request_head_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    http2_max_concurrent_streams: Option<u64>,
+    http2_keepalive_interval: Option<String>,
+    http2_keepalive_timeout: Option<String>,
+    http2_max_premature_resets: Option<u64>,
+    max_concurrent_calls_per_filter: Option<u64>,
+    max_active_delays_per_filter: Option<u64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `normalize`, `merge_slashes` and/or `escaped_slashes`"
+)]
+struct RawPaths {
+    normalize: Option<bool>,
+    merge_slashes: Option<bool>,
+    escaped_slashes: Option<EscapedSlashes>,
 }
 
 #[derive(Deserialize)]
@@ -515,6 +640,8 @@ struct RawListener {
     address: String,
     #[serde(default)]
     direction: Direction,
+    #[serde(default)]
+    paths: RawPaths,
     #[serde(default)]
     filters: Vec<RawFilter>,
     #[serde(default)]

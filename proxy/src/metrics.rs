@@ -122,6 +122,76 @@ pub struct Metrics {
     config_updates: Family<ConfigUpdateLabels, Counter>,
     control_plane_connected: Gauge,
     snapshot_version: Gauge,
+    connections_active: Family<ListenerLabels, Gauge>,
+    connections_closed: Family<ConnectionClosedLabels, Counter>,
+    filter_short_circuits: Family<FilterShortCircuitLabels, Counter>,
+    filter_breaker_open: Family<FilterLabels, Gauge>,
+    filter_delays_overflow: Family<FilterLabels, Counter>,
+}
+
+/// Labels of per-listener metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+/// Labels of `weft_downstream_connections_closed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionClosedLabels {
+    listener: String,
+    reason: &'static str,
+}
+
+/// Labels of per-filter metrics without more detail.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterLabels {
+    filter: String,
+}
+
+/// Labels of `weft_filter_short_circuits_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterShortCircuitLabels {
+    filter: String,
+    reason: &'static str,
+}
+
+/// The connection metrics of one listener.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionMetrics {
+    active: Gauge,
+    /// By [`CloseReason`](crate::proxy::CloseReason), in its declaration order.
+    closed: Vec<Counter>,
+}
+
+impl ConnectionMetrics {
+    pub(crate) fn opened(&self) {
+        self.active.inc();
+    }
+
+    pub(crate) fn ended(&self) {
+        self.active.dec();
+    }
+
+    /// Count a connection the proxy closed itself; `reason` indexes the reasons the handles
+    /// were made for.
+    pub(crate) fn closed_as(&self, reason: usize) {
+        if let Some(counter) = self.closed.get(reason) {
+            counter.inc();
+        }
+    }
+}
+
+/// The proxy's own metrics about one loaded filter's health: calls it did not get, breaker
+/// state, delays over the cap.
+#[derive(Debug, Clone)]
+pub(crate) struct FilterHealthMetrics {
+    /// Calls answered by the failure policy without calling the filter: [breaker open,
+    /// too many concurrent calls].
+    pub(crate) short_circuits: [Counter; 2],
+    /// 1 while the breaker is open.
+    pub(crate) breaker_open: Gauge,
+    /// Delays not held because the filter already held its maximum.
+    pub(crate) delays_overflow: Counter,
 }
 
 /// Labels of `weft_config_updates_total`.
@@ -190,10 +260,47 @@ impl Metrics {
             "The control plane snapshot version being served (0: none)",
             snapshot_version.clone(),
         );
+        let connections_active = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "downstream_connections_active",
+            "Client connections open, by listener",
+            connections_active.clone(),
+        );
+        let connections_closed = Family::<ConnectionClosedLabels, Counter>::default();
+        registry.register(
+            "downstream_connections_closed",
+            "Client connections the proxy closed itself, by listener and reason (overflow: over max_connections; head_timeout; idle_timeout; premature_resets: HTTP/2 streams reset before their response)",
+            connections_closed.clone(),
+        );
+        let filter_short_circuits = Family::<FilterShortCircuitLabels, Counter>::default();
+        registry.register(
+            "filter_short_circuits",
+            "Hook calls a filter did not get; its failure policy answered instead (reason: breaker_open after repeated time-budget overruns, overloaded: too many concurrent calls)",
+            filter_short_circuits.clone(),
+        );
+        let filter_breaker_open = Family::<FilterLabels, Gauge>::default();
+        registry.register(
+            "filter_breaker_open",
+            "1 while a filter's breaker is open (it keeps overrunning its time budget)",
+            filter_breaker_open.clone(),
+        );
+        let filter_delays_overflow = Family::<FilterLabels, Counter>::default();
+        registry.register(
+            "filter_delays_overflow",
+            "Delays a filter asked for that were not held because it already held max_active_delays requests",
+            filter_delays_overflow.clone(),
+        );
+        let metric_overflow = Family::<FilterMetricLabels, Counter>::default();
+        registry.register(
+            "filter_metric_series_overflow",
+            "Updates of a filter-defined metric that went to its overflow series (label values `overflow`) because the metric holds its maximum of series",
+            metric_overflow.clone(),
+        );
         let registry = Arc::new(Mutex::new(registry));
         let filters = Arc::new(FilterMetricRegistry {
             entries: Mutex::new(HashMap::new()),
             errors: filter_errors.clone(),
+            overflow: metric_overflow,
             registry: registry.clone(),
         });
         Self {
@@ -207,6 +314,59 @@ impl Metrics {
             config_updates,
             control_plane_connected,
             snapshot_version,
+            connections_active,
+            connections_closed,
+            filter_short_circuits,
+            filter_breaker_open,
+            filter_delays_overflow,
+        }
+    }
+
+    /// Handles for the connection metrics of one listener; `reasons` are the labels of the
+    /// reasons a connection can be closed, in the order [`ConnectionMetrics::closed_as`] uses.
+    pub(crate) fn connections(
+        &self,
+        listener: &str,
+        reasons: &[&'static str],
+    ) -> ConnectionMetrics {
+        ConnectionMetrics {
+            active: self
+                .connections_active
+                .get_or_create(&ListenerLabels {
+                    listener: listener.to_owned(),
+                })
+                .clone(),
+            closed: reasons
+                .iter()
+                .map(|reason| {
+                    self.connections_closed
+                        .get_or_create(&ConnectionClosedLabels {
+                            listener: listener.to_owned(),
+                            reason,
+                        })
+                        .clone()
+                })
+                .collect(),
+        }
+    }
+
+    /// Handles for the health metrics of one filter.
+    pub(crate) fn filter_health(&self, filter: &str) -> FilterHealthMetrics {
+        let short = |reason| {
+            self.filter_short_circuits
+                .get_or_create(&FilterShortCircuitLabels {
+                    filter: filter.to_owned(),
+                    reason,
+                })
+                .clone()
+        };
+        let labels = FilterLabels {
+            filter: filter.to_owned(),
+        };
+        FilterHealthMetrics {
+            short_circuits: [short("breaker_open"), short("overloaded")],
+            breaker_open: self.filter_breaker_open.get_or_create(&labels).clone(),
+            delays_overflow: self.filter_delays_overflow.get_or_create(&labels).clone(),
         }
     }
 
@@ -352,13 +512,38 @@ pub(crate) enum FamilyOf {
     Histogram(Family<DynLabels, Histogram, Buckets>),
 }
 
+/// The most series one filter-defined metric holds; updates that would create more go to
+/// one overflow series whose label values are all `overflow` (and are counted), so a filter
+/// labelling with request data cannot grow `/metrics` without bound.
+pub const MAX_SERIES_PER_FILTER_METRIC: usize = 1000;
+
+/// The most metrics filters may define in one proxy.
+pub const MAX_FILTER_METRICS: usize = 1000;
+
+/// The longest label value kept; longer ones are cut (at a character boundary).
+pub const MAX_FILTER_LABEL_VALUE_BYTES: usize = 256;
+
+impl FamilyOf {
+    /// Whether the series with these labels exists.
+    pub(crate) fn contains(&self, labels: &DynLabels) -> bool {
+        match self {
+            FamilyOf::Counter(f) => f.get(labels).is_some(),
+            FamilyOf::Gauge(f) => f.get(labels).is_some(),
+            FamilyOf::Histogram(f) => f.get(labels).is_some(),
+        }
+    }
+}
+
 /// One metric defined by a filter, shared by every filter and instance that defines it
 /// identically.
 #[derive(Debug)]
 pub(crate) struct MetricEntry {
+    pub(crate) name: String,
     pub(crate) label_names: Vec<String>,
     buckets: Option<Arc<[f64]>>,
     pub(crate) family: FamilyOf,
+    /// Series created so far (at most [`MAX_SERIES_PER_FILTER_METRIC`], plus the overflow).
+    pub(crate) series: AtomicU64,
 }
 
 impl MetricEntry {
@@ -385,7 +570,15 @@ pub(crate) enum DefineFailure {
 pub(crate) struct FilterMetricRegistry {
     entries: Mutex<HashMap<String, Arc<MetricEntry>>>,
     errors: Family<FilterErrorLabels, Counter>,
+    overflow: Family<FilterMetricLabels, Counter>,
     registry: Arc<Mutex<Registry>>,
+}
+
+/// Labels of `weft_filter_metric_series_overflow_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterMetricLabels {
+    filter: String,
+    metric: String,
 }
 
 /// Whether `name` matches `[a-z_][a-z0-9_]*`: the names filters give metrics, labels and
@@ -435,6 +628,11 @@ impl FilterMetricRegistry {
             None => None,
         };
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if !entries.contains_key(name) && entries.len() >= MAX_FILTER_METRICS {
+            return Err(DefineFailure::InvalidName(format!(
+                "cannot define metric {name:?}: filters have defined the maximum of {MAX_FILTER_METRICS} metrics"
+            )));
+        }
         if let Some(existing) = entries.get(name) {
             if existing.kind() == kind
                 && existing.label_names == labels
@@ -466,12 +664,24 @@ impl FilterMetricRegistry {
             }
         }
         let entry = Arc::new(MetricEntry {
+            name: name.to_owned(),
             label_names: labels,
             buckets,
             family,
+            series: AtomicU64::new(0),
         });
         entries.insert(name.to_owned(), entry.clone());
         Ok(entry)
+    }
+
+    /// Count an update of `filter` that went to `metric`'s overflow series.
+    pub(crate) fn count_overflow(&self, filter: &str, metric: &str) {
+        self.overflow
+            .get_or_create(&FilterMetricLabels {
+                filter: filter.to_owned(),
+                metric: metric.to_owned(),
+            })
+            .inc();
     }
 
     /// Count a dropped metric update of `filter`.

@@ -66,9 +66,10 @@ fn authz(c: &mut Criterion) {
             let mut lease = Lease::default();
             c.bench_function(&format!("authz/jwt/{name}/{cache}"), |b| {
                 b.iter(|| {
-                    let verdict = filter
-                        .on_request_headers(&mut lease, &mut head, &info)
-                        .expect("authz never fails");
+                    let verdict = weft_proxy::runtime::block_on(
+                        filter.on_request_headers(&mut lease, &mut head, &info),
+                    )
+                    .expect("authz never fails");
                     assert!(matches!(verdict, Verdict::Continue));
                     black_box(&head);
                 })
@@ -94,9 +95,10 @@ fn authz(c: &mut Criterion) {
     let mut lease = Lease::default();
     c.bench_function("authz/api-key", |b| {
         b.iter(|| {
-            let verdict = api_keys
-                .on_request_headers(&mut lease, &mut head, &info)
-                .expect("authz never fails");
+            let verdict = weft_proxy::runtime::block_on(
+                api_keys.on_request_headers(&mut lease, &mut head, &info),
+            )
+            .expect("authz never fails");
             assert!(matches!(verdict, Verdict::Continue));
             black_box(&head);
         })

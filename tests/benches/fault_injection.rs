@@ -62,9 +62,10 @@ fn no_fault(c: &mut Criterion) {
         let mut lease = Lease::default();
         group.bench_function(label, |b| {
             b.iter(|| {
-                let verdict = filter
-                    .on_request_headers(&mut lease, &mut head, &info)
-                    .expect("the filter never fails");
+                let verdict = weft_proxy::runtime::block_on(
+                    filter.on_request_headers(&mut lease, &mut head, &info),
+                )
+                .expect("the filter never fails");
                 assert!(matches!(verdict, Verdict::Continue | Verdict::Respond(_)));
                 black_box(&head);
             })

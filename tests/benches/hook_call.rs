@@ -25,9 +25,10 @@ fn hook_call(c: &mut Criterion) {
     let mut lease = Lease::default();
     c.bench_function("on_request_headers/warm/read-one-header", |b| {
         b.iter(|| {
-            let verdict = filter
-                .on_request_headers(&mut lease, &mut head, &info)
-                .expect("noop never fails");
+            let verdict = weft_proxy::runtime::block_on(
+                filter.on_request_headers(&mut lease, &mut head, &info),
+            )
+            .expect("noop never fails");
             assert!(matches!(verdict, Verdict::Continue));
             black_box(&head);
         })

@@ -57,9 +57,10 @@ fn rate_limit(c: &mut Criterion) {
             b.iter(|| {
                 // The filter adds quota headers to the response; start each call clean.
                 head.response_headers.clear();
-                let verdict = filter
-                    .on_request_headers(&mut lease, &mut head, &info)
-                    .expect("the filter never fails");
+                let verdict = weft_proxy::runtime::block_on(
+                    filter.on_request_headers(&mut lease, &mut head, &info),
+                )
+                .expect("the filter never fails");
                 assert!(matches!(verdict, Verdict::Continue));
                 black_box(&head);
             })
@@ -81,9 +82,10 @@ fn rate_limit(c: &mut Criterion) {
     let mut lease = Lease::default();
     c.bench_function("rate_limit/warm/limited-429", |b| {
         b.iter(|| {
-            let verdict = filter
-                .on_request_headers(&mut lease, &mut head, &info)
-                .expect("the filter never fails");
+            let verdict = weft_proxy::runtime::block_on(
+                filter.on_request_headers(&mut lease, &mut head, &info),
+            )
+            .expect("the filter never fails");
             black_box(verdict);
         })
     });

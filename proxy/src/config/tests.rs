@@ -93,11 +93,28 @@ fn defaults_fill_in_what_is_left_out() {
             max_request_header_bytes: 64 * 1024,
             max_request_body_bytes: 16 * 1024 * 1024,
             max_buffered_body_bytes: 1024 * 1024,
+            max_connections: 10_000,
+            request_head_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            http2_max_concurrent_streams: 128,
+            http2_keepalive_interval: Some(Duration::from_secs(60)),
+            http2_keepalive_timeout: Duration::from_secs(20),
+            http2_max_premature_resets: 100,
+            max_concurrent_calls_per_filter: 1024,
+            max_active_delays_per_filter: 1024,
         }
     );
 
     let listener = &config.listeners[0];
     assert_eq!(listener.direction, Direction::Inbound);
+    assert_eq!(
+        listener.paths,
+        PathNormalization {
+            enabled: true,
+            merge_slashes: true,
+            escaped_slashes: EscapedSlashes::Reject,
+        }
+    );
     let filter = &listener.filters[0];
     assert_eq!(filter.module, fixture.dir.path().join("filters/auth.wasm"));
     assert_eq!(filter.config, serde_json::Value::Null);
@@ -262,7 +279,7 @@ fn control_plane_errors_name_the_field() {
 fn doc_example_error_is_accurate() {
     let yaml = doc_example().replace("upstream: billing ", "upstream: bilings ");
     let err = load(&yaml).expect_err("invalid");
-    let documented = "weft.yaml:42:19: listeners[0].routes[0].upstream: unknown upstream \"bilings\" (known: app, billing)";
+    let documented = "weft.yaml:60:19: listeners[0].routes[0].upstream: unknown upstream \"bilings\" (known: app, billing)";
     assert!(include_str!("../config.rs").contains(documented));
     assert!(err.to_string().ends_with(documented), "{err}");
 }
@@ -275,10 +292,20 @@ limits:
   max_request_header_bytes: 32768
   max_request_body_bytes: 1GiB
   max_buffered_body_bytes: 512 KiB
+  max_connections: 5
+  request_head_timeout: 2s
+  idle_timeout: 1m30s
+  http2_max_concurrent_streams: 10
+  http2_keepalive_interval: off
+  http2_keepalive_timeout: 500ms
+  http2_max_premature_resets: 7
+  max_concurrent_calls_per_filter: 3
+  max_active_delays_per_filter: 0
 listeners:
   - name: egress
     address: '[::1]:0'
     direction: outbound
+    paths: { normalize: false, merge_slashes: false, escaped_slashes: keep }
     filters:
       - name: ratelimit
         module: filters/ratelimit.wasm
@@ -302,11 +329,28 @@ upstreams:
         Limits {
             max_request_header_bytes: 32768,
             max_request_body_bytes: 1 << 30,
-            max_buffered_body_bytes: 512 << 10
+            max_buffered_body_bytes: 512 << 10,
+            max_connections: 5,
+            request_head_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(90),
+            http2_max_concurrent_streams: 10,
+            http2_keepalive_interval: None,
+            http2_keepalive_timeout: Duration::from_millis(500),
+            http2_max_premature_resets: 7,
+            max_concurrent_calls_per_filter: 3,
+            max_active_delays_per_filter: 0,
         }
     );
     let listener = &config.listeners[0];
     assert_eq!(listener.direction, Direction::Outbound);
+    assert_eq!(
+        listener.paths,
+        PathNormalization {
+            enabled: false,
+            merge_slashes: false,
+            escaped_slashes: EscapedSlashes::Keep,
+        }
+    );
     let filter = &listener.filters[0];
     assert_eq!(filter.failure_policy, FailurePolicy::FailOpen);
     assert_eq!(filter.isolation, Isolation::PerRequest);

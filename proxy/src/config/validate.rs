@@ -262,6 +262,13 @@ impl<'a> Context<'a> {
             None => Ok(default),
             Some(value) => self.size(&path.key(key), &value, 1, u64::MAX),
         };
+        // A day is far past any sane connection timeout and keeps `Instant` arithmetic safe.
+        let timeout = |key: &str, value: Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(text) => {
+                self.duration(&path.key(key), &text, Some(Duration::from_secs(24 * 3600)))
+            }
+        };
         Ok(Limits {
             max_request_header_bytes: self.usize(
                 &path.key("max_request_header_bytes"),
@@ -284,7 +291,82 @@ impl<'a> Context<'a> {
                     defaults.max_buffered_body_bytes as u64,
                 )?,
             )?,
+            max_connections: self.count(
+                &path.key("max_connections"),
+                raw.max_connections,
+                defaults.max_connections,
+                1..=1_000_000,
+            )?,
+            request_head_timeout: timeout(
+                "request_head_timeout",
+                raw.request_head_timeout,
+                defaults.request_head_timeout,
+            )?,
+            idle_timeout: timeout("idle_timeout", raw.idle_timeout, defaults.idle_timeout)?,
+            http2_max_concurrent_streams: self.count(
+                &path.key("http2_max_concurrent_streams"),
+                raw.http2_max_concurrent_streams,
+                defaults.http2_max_concurrent_streams,
+                1..=65_536,
+            )?,
+            http2_keepalive_interval: match raw.http2_keepalive_interval.as_deref() {
+                None => defaults.http2_keepalive_interval,
+                Some("off") => None,
+                Some(text) => Some(self.duration(
+                    &path.key("http2_keepalive_interval"),
+                    text,
+                    Some(Duration::from_secs(24 * 3600)),
+                )?),
+            },
+            http2_keepalive_timeout: timeout(
+                "http2_keepalive_timeout",
+                raw.http2_keepalive_timeout,
+                defaults.http2_keepalive_timeout,
+            )?,
+            http2_max_premature_resets: self.count(
+                &path.key("http2_max_premature_resets"),
+                raw.http2_max_premature_resets,
+                defaults.http2_max_premature_resets,
+                1..=1_000_000,
+            )?,
+            max_concurrent_calls_per_filter: self.count(
+                &path.key("max_concurrent_calls_per_filter"),
+                raw.max_concurrent_calls_per_filter,
+                defaults.max_concurrent_calls_per_filter,
+                1..=1_000_000,
+            )?,
+            max_active_delays_per_filter: self.count(
+                &path.key("max_active_delays_per_filter"),
+                raw.max_active_delays_per_filter,
+                defaults.max_active_delays_per_filter,
+                0..=1_000_000,
+            )?,
         })
+    }
+
+    /// A whole number in `range`, or `default` when absent.
+    fn count<T: TryFrom<u64> + Copy>(
+        &self,
+        path: &FieldPath,
+        raw: Option<u64>,
+        default: T,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<T> {
+        let Some(value) = raw else {
+            return Ok(default);
+        };
+        if !range.contains(&value) {
+            return Err(self.error(
+                path,
+                format!(
+                    "invalid value {value}: must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        T::try_from(value)
+            .map_err(|_| self.error(path, format!("{value} is too large for this platform")))
     }
 
     fn listener(
@@ -334,10 +416,20 @@ impl<'a> Context<'a> {
             routes.push(route);
         }
 
+        let defaults = PathNormalization::default();
+        let paths = PathNormalization {
+            enabled: raw.paths.normalize.unwrap_or(defaults.enabled),
+            merge_slashes: raw.paths.merge_slashes.unwrap_or(defaults.merge_slashes),
+            escaped_slashes: raw
+                .paths
+                .escaped_slashes
+                .unwrap_or(defaults.escaped_slashes),
+        };
         Ok(ListenerConfig {
             name,
             address,
             direction: raw.direction,
+            paths,
             filters,
             routes,
         })

@@ -40,6 +40,7 @@ use crate::config::{Direction, FailurePolicy, Isolation};
 use crate::metrics::Metrics;
 use crate::runtime::{
     FilterSpec, Lease, LoadedFilter, LogSink, ManualClock, Runtime, RuntimeOptions, SeededEntropy,
+    block_on,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
@@ -134,6 +135,7 @@ impl Builder {
                 clock: clock.clone(),
                 entropy: Arc::new(SeededEntropy::new(self.seed)),
                 log_sink: Some(logs.clone()),
+                ..RuntimeOptions::default()
             },
             metrics.clone(),
         )?);
@@ -233,8 +235,11 @@ impl Harness {
         if !self.filter.hooks().request_headers {
             return Ok(Verdict::Continue);
         }
-        self.filter
-            .on_request_headers(&mut Lease::default(), &mut request.head, &request.info)
+        block_on(self.filter.on_request_headers(
+            &mut Lease::default(),
+            &mut request.head,
+            &request.info,
+        ))
     }
 
     /// Run `on-request-body` on the whole request `body`, which keeps the filter's
@@ -247,12 +252,12 @@ impl Harness {
         if !self.filter.hooks().request_body {
             return Ok(Verdict::Continue);
         }
-        self.filter.on_request_body(
+        block_on(self.filter.on_request_body(
             &mut Lease::default(),
             &mut request.head,
             &request.info,
             body,
-        )
+        ))
     }
 
     /// Run `on-response-headers` for `request` on `response`, which keeps the filter's edits.
@@ -265,12 +270,12 @@ impl Harness {
         if !self.filter.hooks().response_headers {
             return Ok(Verdict::Continue);
         }
-        self.filter.on_response_headers(
+        block_on(self.filter.on_response_headers(
             &mut Lease::default(),
             &Arc::new(request.head.clone()),
             &request.info,
             response,
-        )
+        ))
     }
 
     /// Run `on-response-body` for `request` on `response` and its whole `body`, which keep the
@@ -284,13 +289,13 @@ impl Harness {
         if !self.filter.hooks().response_body {
             return Ok(Verdict::Continue);
         }
-        self.filter.on_response_body(
+        block_on(self.filter.on_response_body(
             &mut Lease::default(),
             &Arc::new(request.head.clone()),
             &request.info,
             response,
             body,
-        )
+        ))
     }
 
     /// Run `on-request-headers` and say what the verdict was.

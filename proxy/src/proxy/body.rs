@@ -87,6 +87,34 @@ where
     }
 }
 
+/// The client's request body failed: a malformed chunk, a reset stream, a connection closed
+/// mid-body. The client's fault, so a 400, never an upstream failure.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body failed: {0}")]
+pub(crate) struct ClientBodyError(#[source] pub(crate) hyper::Error);
+
+/// The client's body, streamed, failing once more than `limit` bytes have passed; its own
+/// errors are [`ClientBodyError`]s.
+pub(crate) fn from_client(incoming: hyper::body::Incoming, limit: u64) -> ProxyBody {
+    Limited::new(
+        incoming.map_err(|e| BoxError::from(ClientBodyError(e))),
+        limit,
+    )
+    .boxed_unsync()
+}
+
+/// Whether `error` (from the upstream client) was caused by the client's body.
+pub(crate) fn is_client_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<ClientBodyError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// Whether `error` (from a body) was a [`TooLarge`].
 pub(crate) fn is_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);

@@ -17,6 +17,7 @@ use crate::config::{
     ListenerConfig, UpstreamConfig,
 };
 use crate::metrics::Metrics;
+use crate::runtime::health::FilterCaps;
 use crate::runtime::{FilterSpec, LoadError, LoadedFilter, Module, Runtime, RuntimeOptions, cache};
 
 /// One listener's routes, swapped whole on a reload. A request keeps the table it started
@@ -109,6 +110,10 @@ impl Builder {
                 .cache_dir
                 .clone()
                 .or_else(|| RuntimeOptions::default().cache_dir),
+            caps: FilterCaps {
+                max_concurrent_calls: config.limits.max_concurrent_calls_per_filter,
+                max_active_delays: config.limits.max_active_delays_per_filter,
+            },
             ..RuntimeOptions::default()
         };
         let runtime = Runtime::new(options, metrics.clone()).map_err(Error::Runtime)?;

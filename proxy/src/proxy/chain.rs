@@ -70,16 +70,6 @@ pub(crate) enum Outcome {
     Respond(http::Response<Bytes>),
     /// A fail-closed filter failed.
     Failed(FilterFailure),
-    /// A filter asked to hold the request this long; then the chain goes on from `resume`, or
-    /// the response `then` is sent.
-    Delay {
-        /// How long.
-        duration: std::time::Duration,
-        /// The step to resume from, for the chain call's `from`.
-        resume: usize,
-        /// The response to send after the delay instead of going on.
-        then: Option<http::Response<Bytes>>,
-    },
 }
 
 impl Chain {
@@ -117,110 +107,111 @@ impl Chain {
         }
     }
 
-    /// Run `call` over the filters that declared a hook, forward or in reverse, starting at step
-    /// `from` (0 for a new run; a delay's `resume` to go on after it) and stopping at the first
-    /// local reply, delay or fail-closed failure. Fail-open failures skip the filter.
-    fn run(
+    /// Run `phase` over the filters that declared its hook, in chain order (request phases)
+    /// or in reverse (response phases), stopping at the first local reply or fail-closed
+    /// failure. A delay holds this request (and only it) on a timer where it was asked for,
+    /// then the chain goes on, or answers with the delay's response. Fail-open failures skip
+    /// the filter.
+    pub(crate) async fn run(
         &self,
         leases: &mut Leases,
-        from: usize,
-        reverse: bool,
-        wants: fn(&LoadedFilter) -> bool,
-        mut call: impl FnMut(&LoadedFilter, &mut Lease) -> Result<Verdict, FilterFailure>,
+        info: &RequestInfo,
+        mut phase: Phase<'_>,
     ) -> Outcome {
         let n = self.filters.len();
-        let mut step = |pos: usize| -> Option<Outcome> {
+        let reverse = phase.is_response();
+        for pos in 0..n {
             let i = if reverse { n - 1 - pos } else { pos };
             let filter = &self.filters[i].filter;
-            if !wants(filter) || leases.skips(i) {
-                return None;
+            if !phase.wanted_by(filter) || leases.skips(i) {
+                continue;
             }
-            match call(filter, leases.get(i)) {
-                Ok(Verdict::Continue) => None,
-                Ok(Verdict::Respond(r)) => Some(Outcome::Respond(r)),
-                Ok(Verdict::Delay(duration, then)) => Some(Outcome::Delay {
-                    duration,
-                    resume: pos + 1,
-                    then,
-                }),
+            let lease = leases.get(i);
+            let verdict = match &mut phase {
+                Phase::RequestHeaders { head } => {
+                    filter.on_request_headers(lease, head, info).await
+                }
+                Phase::RequestBody { head, body } => {
+                    filter.on_request_body(lease, head, info, body).await
+                }
+                Phase::ResponseHeaders { request, head } => {
+                    filter.on_response_headers(lease, request, info, head).await
+                }
+                Phase::ResponseBody {
+                    request,
+                    head,
+                    body,
+                } => {
+                    filter
+                        .on_response_body(lease, request, info, head, body)
+                        .await
+                }
+            };
+            match verdict {
+                Ok(Verdict::Continue) => {}
+                Ok(Verdict::Respond(r)) => return Outcome::Respond(r),
+                Ok(Verdict::Delay(duration, then)) => {
+                    // Over the filter's cap of held requests the delay is skipped (and
+                    // counted): a client asking for delays must not be able to hold
+                    // unbounded requests.
+                    if let Some(_held) = filter.hold_delay() {
+                        tokio::time::sleep(duration).await;
+                    }
+                    if let Some(response) = then {
+                        return Outcome::Respond(response);
+                    }
+                }
                 Err(failure) => {
                     filter.record_failure(&failure);
                     match filter.failure_policy() {
-                        FailurePolicy::FailOpen => None,
-                        FailurePolicy::FailClosed => Some(Outcome::Failed(failure)),
+                        FailurePolicy::FailOpen => {}
+                        FailurePolicy::FailClosed => return Outcome::Failed(failure),
                     }
                 }
             }
-        };
-        (from..n).find_map(&mut step).unwrap_or(Outcome::Continue)
+        }
+        Outcome::Continue
     }
+}
 
-    pub(crate) fn on_request_headers(
-        &self,
-        leases: &mut Leases,
-        from: usize,
-        head: &mut RequestHead,
-        info: &RequestInfo,
-    ) -> Outcome {
-        self.run(
-            leases,
-            from,
-            false,
-            |f| f.hooks().request_headers,
-            |f, l| f.on_request_headers(l, head, info),
+/// One phase of a request's trip through the chain, with what its hook may see and change.
+pub(crate) enum Phase<'a> {
+    /// `on-request-headers`.
+    RequestHeaders { head: &'a mut RequestHead },
+    /// `on-request-body`, with the whole body.
+    RequestBody {
+        head: &'a mut RequestHead,
+        body: &'a mut Bytes,
+    },
+    /// `on-response-headers`; the request is read-only.
+    ResponseHeaders {
+        request: &'a Arc<RequestHead>,
+        head: &'a mut ResponseHead,
+    },
+    /// `on-response-body`, with the whole body.
+    ResponseBody {
+        request: &'a Arc<RequestHead>,
+        head: &'a mut ResponseHead,
+        body: &'a mut Bytes,
+    },
+}
+
+impl Phase<'_> {
+    fn is_response(&self) -> bool {
+        matches!(
+            self,
+            Phase::ResponseHeaders { .. } | Phase::ResponseBody { .. }
         )
     }
 
-    pub(crate) fn on_request_body(
-        &self,
-        leases: &mut Leases,
-        from: usize,
-        head: &mut RequestHead,
-        info: &RequestInfo,
-        body: &mut Bytes,
-    ) -> Outcome {
-        self.run(
-            leases,
-            from,
-            false,
-            |f| f.hooks().request_body,
-            |f, l| f.on_request_body(l, head, info, body),
-        )
-    }
-
-    pub(crate) fn on_response_headers(
-        &self,
-        leases: &mut Leases,
-        from: usize,
-        request: &Arc<RequestHead>,
-        info: &RequestInfo,
-        head: &mut ResponseHead,
-    ) -> Outcome {
-        self.run(
-            leases,
-            from,
-            true,
-            |f| f.hooks().response_headers,
-            |f, l| f.on_response_headers(l, request, info, head),
-        )
-    }
-
-    pub(crate) fn on_response_body(
-        &self,
-        leases: &mut Leases,
-        from: usize,
-        request: &Arc<RequestHead>,
-        info: &RequestInfo,
-        head: &mut ResponseHead,
-        body: &mut Bytes,
-    ) -> Outcome {
-        self.run(
-            leases,
-            from,
-            true,
-            |f| f.hooks().response_body,
-            |f, l| f.on_response_body(l, request, info, head, body),
-        )
+    fn wanted_by(&self, filter: &LoadedFilter) -> bool {
+        let hooks = filter.hooks();
+        match self {
+            Phase::RequestHeaders { .. } => hooks.request_headers,
+            Phase::RequestBody { .. } => hooks.request_body,
+            Phase::ResponseHeaders { .. } => hooks.response_headers,
+            Phase::ResponseBody { .. } => hooks.response_body,
+        }
     }
 }
 

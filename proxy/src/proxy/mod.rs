@@ -6,10 +6,11 @@ mod build;
 mod chain;
 mod control;
 pub(crate) mod hop;
+mod normalize;
 mod reload;
+mod server;
 mod upstream;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,9 +22,6 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -32,15 +30,15 @@ use arc_swap::ArcSwap;
 
 pub use self::body::ProxyBody;
 use self::build::{Builder, RouteTable, Used};
-use self::chain::{Chain, Outcome};
+use self::chain::{Chain, Outcome, Phase};
 use self::reload::Reloader;
+pub(crate) use self::server::CloseReason;
 use self::upstream::Upstream;
-use crate::config::{Config, ConfigError, Direction, HeaderRule, Limits, PathMatch, RouteMatch};
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::config::{
+    Config, ConfigError, Direction, HeaderRule, Limits, PathMatch, PathNormalization, RouteMatch,
+};
+use crate::metrics::{ConnectionMetrics, Metrics, RouteMetrics};
 use crate::runtime::{FilterFailure, LoadError, RequestHead, RequestInfo, ResponseHead};
-
-/// How long shutdown waits for in-flight requests.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +133,9 @@ impl Proxy {
                     name: l.name.as_str().into(),
                     direction: l.direction,
                     limits: config.limits.clone(),
+                    paths: l.paths,
                     unmatched: metrics.route(&l.name, "none", "none"),
+                    connections: metrics.connections(&l.name, &CloseReason::LABELS),
                     table: ArcSwap::from_pointee(table),
                 };
                 (Arc::new(state), l.address)
@@ -188,7 +188,7 @@ impl Proxy {
             })?;
             tracing::info!(listener = &*state.name, address = %local, "listening");
             addrs.push((state.name.to_string(), local));
-            tasks.spawn(accept_loop(listener, state, shutdown.subscribe()));
+            tasks.spawn(server::accept_loop(listener, state, shutdown.subscribe()));
         }
         let admin = match loaded.admin {
             Some(address) => {
@@ -307,8 +307,11 @@ struct ListenerState {
     name: Arc<str>,
     direction: Direction,
     limits: Limits,
-    /// Requests that matched no route.
+    /// How request paths are normalized (fixed: a change needs a restart like the address).
+    paths: PathNormalization,
+    /// Requests that matched no route, or were refused before routing.
     unmatched: RouteMetrics,
+    connections: ConnectionMetrics,
     /// The routes and their chains. Each request loads it once and keeps that version.
     table: ArcSwap<RouteTable>,
 }
@@ -344,65 +347,6 @@ impl Route {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<ListenerState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(state.limits.max_request_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(
-            u32::try_from(state.limits.max_request_header_bytes).unwrap_or(u32::MAX),
-        );
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(listener = &*state.name, error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, client, req).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(client = %client, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            listener = &*state.name,
-            "in-flight requests did not finish before the drain deadline"
-        );
-    }
-}
-
 /// A plain-text response from the proxy itself.
 fn reply(status: StatusCode, message: String) -> Response<ProxyBody> {
     let mut response = Response::new(body::full(message));
@@ -416,6 +360,12 @@ fn reply(status: StatusCode, message: String) -> Response<ProxyBody> {
 
 fn filter_failed(failure: &FilterFailure) -> Response<ProxyBody> {
     // The client learns which filter failed, not why: the detail is in the log and metrics.
+    if failure.kind.is_short_circuit() {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("weft: filter \"{}\" is unavailable\n", failure.filter),
+        );
+    }
     reply(
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("weft: filter \"{}\" failed\n", failure.filter),
@@ -442,12 +392,24 @@ async fn handle(
     };
     let access = tracing::enabled!(target: "weft::access", tracing::Level::INFO)
         .then(|| (head.method.clone(), head.uri.clone()));
+    // The path and authority every later step sees; hop-by-hop fields go as received, before
+    // a filter could add one that a client's `Connection` names.
+    let refused = normalize::request_head(&mut head, &listener.paths).err();
     // One atomic load: the request runs on this version of the routes and chains to the end,
     // whatever reloads happen meanwhile.
     let table = listener.table.load_full();
-    let route = table.routes.iter().find(|r| r.matches(&head));
-    let (response, metrics, route_name, upstream) = match route {
-        Some(route) => {
+    let route = match refused {
+        Some(_) => None,
+        None => table.routes.iter().find(|r| r.matches(&head)),
+    };
+    let (response, metrics, route_name, upstream) = match (route, refused) {
+        (_, Some(refused)) => (
+            reply(StatusCode::BAD_REQUEST, format!("weft: {refused}\n")),
+            &listener.unmatched,
+            "none",
+            "none",
+        ),
+        (Some(route), None) => {
             let info = RequestInfo {
                 client: Some(client),
                 listener: listener.name.clone(),
@@ -463,7 +425,7 @@ async fn handle(
                 &*route.upstream.name,
             )
         }
-        None => (
+        (None, None) => (
             reply(StatusCode::NOT_FOUND, "weft: no route matched\n".into()),
             &listener.unmatched,
             "none",
@@ -531,28 +493,6 @@ fn append_all(to: &mut HeaderMap, from: HeaderMap) {
     }
 }
 
-/// Drive one phase of the chain: `step(from)` runs it from step `from`; a delay holds this
-/// request (and only it) on a timer, then the phase goes on from the next filter.
-async fn drive(mut step: impl FnMut(usize) -> Outcome) -> Outcome {
-    let mut from = 0;
-    loop {
-        match step(from) {
-            Outcome::Delay {
-                duration,
-                resume,
-                then,
-            } => {
-                tokio::time::sleep(duration).await;
-                if let Some(response) = then {
-                    return Outcome::Respond(response);
-                }
-                from = resume;
-            }
-            outcome => return outcome,
-        }
-    }
-}
-
 /// Run the chain around one upstream exchange.
 async fn exchange(
     listener: &ListenerState,
@@ -568,11 +508,16 @@ async fn exchange(
     let mut leases = chain.leases(&head);
 
     if chain.request_headers {
-        let outcome =
-            drive(|from| chain.on_request_headers(&mut leases, from, &mut head, &info)).await;
+        let outcome = chain
+            .run(
+                &mut leases,
+                &info,
+                Phase::RequestHeaders { head: &mut head },
+            )
+            .await;
         take_added_headers(&mut head, added);
         match outcome {
-            Outcome::Continue | Outcome::Delay { .. } => {}
+            Outcome::Continue => {}
             Outcome::Respond(r) => return local(r),
             Outcome::Failed(f) => return filter_failed(&f),
         }
@@ -611,12 +556,14 @@ async fn exchange(
         };
         let trailers = collected.trailers().cloned();
         let mut bytes = collected.to_bytes();
-        let outcome =
-            drive(|from| chain.on_request_body(&mut leases, from, &mut head, &info, &mut bytes))
-                .await;
+        let phase = Phase::RequestBody {
+            head: &mut head,
+            body: &mut bytes,
+        };
+        let outcome = chain.run(&mut leases, &info, phase).await;
         take_added_headers(&mut head, added);
         match outcome {
-            Outcome::Continue | Outcome::Delay { .. } => {}
+            Outcome::Continue => {}
             Outcome::Respond(r) => return local(r),
             Outcome::Failed(f) => return filter_failed(&f),
         }
@@ -624,7 +571,7 @@ async fn exchange(
             .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         body::with_trailers(bytes, trailers)
     } else {
-        body::Limited::new(incoming, limits.max_request_body_bytes).boxed_unsync()
+        body::from_client(incoming, limits.max_request_body_bytes)
     };
 
     // Response hooks see the request as the request hooks left it.
@@ -677,12 +624,13 @@ async fn exchange(
     };
 
     if chain.response_headers {
-        let outcome = drive(|from| {
-            chain.on_response_headers(&mut leases, from, &shared_head, &info, &mut rhead)
-        })
-        .await;
+        let phase = Phase::ResponseHeaders {
+            request: &shared_head,
+            head: &mut rhead,
+        };
+        let outcome = chain.run(&mut leases, &info, phase).await;
         match outcome {
-            Outcome::Continue | Outcome::Delay { .. } => {}
+            Outcome::Continue => {}
             Outcome::Respond(r) => return local(r),
             Outcome::Failed(f) => return filter_failed(&f),
         }
@@ -714,19 +662,14 @@ async fn exchange(
     };
     let trailers = collected.trailers().cloned();
     let mut bytes = collected.to_bytes();
-    let outcome = drive(|from| {
-        chain.on_response_body(
-            &mut leases,
-            from,
-            &shared_head,
-            &info,
-            &mut rhead,
-            &mut bytes,
-        )
-    })
-    .await;
+    let phase = Phase::ResponseBody {
+        request: &shared_head,
+        head: &mut rhead,
+        body: &mut bytes,
+    };
+    let outcome = chain.run(&mut leases, &info, phase).await;
     match outcome {
-        Outcome::Continue | Outcome::Delay { .. } => {}
+        Outcome::Continue => {}
         Outcome::Respond(r) => return local(r),
         Outcome::Failed(f) => return filter_failed(&f),
     }
@@ -751,7 +694,7 @@ fn upstream_request(
     info: &RequestInfo,
     upstream: &Upstream,
 ) -> Result<Request<ProxyBody>, Response<ProxyBody>> {
-    hop::strip(&mut head.headers, true);
+    // Hop-by-hop fields were removed as the request arrived, and filters cannot add any.
     if let Some(client) = info.client {
         let ip = client.ip().to_string();
         let value = match head
@@ -786,12 +729,6 @@ fn upstream_request(
                 format!("weft: invalid request authority {authority:?}\n"),
             )
         })?;
-    if head.version != http::Version::HTTP_2
-        && !head.headers.contains_key(header::HOST)
-        && let Ok(v) = HeaderValue::from_str(&authority)
-    {
-        head.headers.insert(header::HOST, v);
-    }
     let mut request = Request::new(body);
     *request.method_mut() = head.method;
     *request.uri_mut() = uri;
@@ -812,6 +749,13 @@ fn upstream_error(
                 "weft: request body exceeds the limit of {} bytes\n",
                 limits.max_request_body_bytes
             ),
+        );
+    }
+    if body::is_client_error(error) {
+        tracing::debug!(upstream = name, error = %error_chain(error), "the client's request body failed");
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "weft: could not read the request body\n".to_owned(),
         );
     }
     if error.is_connect() {

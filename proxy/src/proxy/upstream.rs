@@ -110,11 +110,20 @@ impl Upstream {
             UpstreamProtocol::Http2 => true,
             UpstreamProtocol::Auto => downstream == http::Version::HTTP_2,
         };
+        // One authority, decided when the request arrived, travels in the URI: `:authority`
+        // for HTTP/2, and a `Host` that equals it for HTTP/1.1.
         if use_h2 {
             *request.version_mut() = http::Version::HTTP_2;
+            request.headers_mut().remove(http::header::HOST);
             endpoint.http2.request(request)
         } else {
             *request.version_mut() = http::Version::HTTP_11;
+            if !request.headers().contains_key(http::header::HOST)
+                && let Some(authority) = request.uri().authority()
+                && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
+            {
+                request.headers_mut().insert(http::header::HOST, host);
+            }
             endpoint.http1.request(request)
         }
     }

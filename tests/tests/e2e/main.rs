@@ -10,6 +10,7 @@ mod errors;
 mod fault_injection;
 mod filters;
 mod grpc;
+mod hardening;
 mod harness;
 mod header_router;
 mod host;

@@ -10,7 +10,7 @@ use weft_proxy::config::{Direction, FailurePolicy, Isolation};
 use weft_proxy::metrics::Metrics;
 use weft_proxy::runtime::{
     FailureKind, FilterSpec, Hook, Lease, LoadedFilter, RequestHead, RequestInfo, Runtime,
-    RuntimeOptions,
+    RuntimeOptions, block_on,
 };
 use weft_tests::{Proto, Upstream, get_with, guests, start_proxy};
 
@@ -56,8 +56,7 @@ fn request(path: &'static str) -> (RequestHead, RequestInfo) {
 fn guest_panic_reports_message_filter_and_hook() -> anyhow::Result<()> {
     let (_runtime, filter) = load("boom", guests::TRAP)?;
     let (mut head, info) = request("/");
-    let failure = filter
-        .on_request_headers(&mut Lease::default(), &mut head, &info)
+    let failure = block_on(filter.on_request_headers(&mut Lease::default(), &mut head, &info))
         .expect_err("the trap guest panics on every request");
     assert_eq!(failure.kind, FailureKind::Trap);
     assert_eq!(failure.hook, Hook::RequestHeaders);
@@ -83,11 +82,15 @@ fn guest_panic_reports_message_filter_and_hook() -> anyhow::Result<()> {
 fn guest_timeout_is_reported_as_such() -> anyhow::Result<()> {
     let (_runtime, filter) = load("spinner", guests::SPIN)?;
     let (mut head, info) = request("/loop");
-    let failure = filter
-        .on_request_headers(&mut Lease::default(), &mut head, &info)
+    let failure = block_on(filter.on_request_headers(&mut Lease::default(), &mut head, &info))
         .expect_err("the spin guest loops on /loop");
     assert_eq!(failure.kind, FailureKind::Timeout, "{failure}");
     // The request head the guest was lent comes back intact after the trap.
+    assert_eq!(head.uri.path(), "/loop");
+    // The next call runs on a fiber that yields every tick: the budget still ends it.
+    let failure = block_on(filter.on_request_headers(&mut Lease::default(), &mut head, &info))
+        .expect_err("the spin guest loops on /loop");
+    assert_eq!(failure.kind, FailureKind::Timeout, "{failure}");
     assert_eq!(head.uri.path(), "/loop");
     Ok(())
 }

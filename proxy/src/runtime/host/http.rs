@@ -96,7 +96,9 @@ fn parse_name(name: &str) -> Result<HeaderName, EditError> {
 
 fn editable_name(name: &str) -> Result<HeaderName, EditError> {
     let name = parse_name(name)?;
-    if is_hop_by_hop(&name) {
+    // `host` is the request's authority, decided once when it arrived: a filter changing it
+    // would send the upstream somewhere the route and the other filters never saw.
+    if is_hop_by_hop(&name) || name == header::HOST {
         return Err(EditError::ReadOnly);
     }
     Ok(name)

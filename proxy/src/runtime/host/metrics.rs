@@ -6,17 +6,33 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::HostState;
-use crate::metrics::{DefineFailure, FamilyOf, FilterMetricRegistry, MetricEntry, MetricKind};
+use crate::metrics::{
+    DefineFailure, FamilyOf, FilterMetricRegistry, MAX_FILTER_LABEL_VALUE_BYTES,
+    MAX_SERIES_PER_FILTER_METRIC, MetricEntry, MetricKind,
+};
 use crate::runtime::bindings::weft::filter::metrics::{DefineError, Host, Metric};
 
 /// How many series one instance remembers; updates of others resolve the series each time.
 const MAX_CACHED_SERIES: usize = 1024;
+
+/// A label value cut to [`MAX_FILTER_LABEL_VALUE_BYTES`].
+fn truncated(value: &str) -> String {
+    if value.len() <= MAX_FILTER_LABEL_VALUE_BYTES {
+        return value.to_owned();
+    }
+    let mut end = MAX_FILTER_LABEL_VALUE_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value[..end].to_owned()
+}
 
 /// One resolved series of a filter metric (cheap clones of the family's shared atomics).
 enum Series {
@@ -114,8 +130,18 @@ impl InstanceMetrics {
                 .label_names
                 .iter()
                 .cloned()
-                .zip(label_values.iter().cloned()),
+                .zip(label_values.iter().map(|v| truncated(v))),
         );
+        if !entry.family.contains(&labels) {
+            let created = entry.series.fetch_add(1, Ordering::Relaxed);
+            if created >= MAX_SERIES_PER_FILTER_METRIC as u64 {
+                entry.series.fetch_sub(1, Ordering::Relaxed);
+                for (_, value) in labels.iter_mut().skip(1) {
+                    "overflow".clone_into(value);
+                }
+                self.registry.count_overflow(&self.filter, &entry.name);
+            }
+        }
         let series = match &entry.family {
             FamilyOf::Counter(f) => Series::Counter(f.get_or_create(&labels).clone()),
             FamilyOf::Gauge(f) => Series::Gauge(f.get_or_create(&labels).clone()),

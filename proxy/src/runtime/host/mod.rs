@@ -14,9 +14,10 @@ pub(crate) mod token_bucket;
 pub(crate) mod wasi;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use self::clock::{Clock, ManualClock, SystemClock};
@@ -25,6 +26,8 @@ pub use self::log::{LogLevel, LogSink};
 use self::metrics::InstanceMetrics;
 pub use self::random::{Entropy, OsEntropy, SeededEntropy};
 use self::token_bucket::{BucketFamily, TokenBuckets};
+use super::EPOCH_TICK;
+use super::health::Health;
 use crate::metrics::FilterMetricRegistry;
 
 /// What every instance of every filter shares: time, randomness, where logs also go, the metric
@@ -48,6 +51,8 @@ pub(crate) struct HostState {
     pub(crate) call: CallState,
     /// The message the guest's panic hook reported before trapping, if any.
     pub(crate) panic: Option<String>,
+    /// How much of its time budget the current call has used.
+    pub(crate) budget: CallBudget,
     pub(crate) limits: StoreLimits,
     pub(crate) shared: Arc<SharedHost>,
     pub(crate) metrics: InstanceMetrics,
@@ -77,6 +82,7 @@ impl HostState {
             filter,
             call: CallState::default(),
             panic: None,
+            budget: CallBudget::default(),
             limits,
             shared,
             buckets: Vec::new(),
@@ -103,6 +109,67 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// The time budget of the current call, kept by the epoch callback.
+///
+/// A plain call's deadline is its whole budget: the first callback ends it. A call on a
+/// fiber gets a callback every tick; each one adds the time since the previous one to what
+/// the guest ran, unless that gap was long enough to mean the call sat waiting to be resumed
+/// (the guest only runs a moment between being resumed and the next tick's callback), then
+/// yields the thread, or ends the call once the budget is spent or the filter's breaker
+/// opened.
+#[derive(Debug)]
+pub(crate) struct CallBudget {
+    yielding: bool,
+    limit: Duration,
+    ran: Duration,
+    last: Instant,
+    /// How many times the current call yielded.
+    pub(crate) yields: u32,
+}
+
+impl Default for CallBudget {
+    fn default() -> Self {
+        Self {
+            yielding: false,
+            limit: Duration::ZERO,
+            ran: Duration::ZERO,
+            last: Instant::now(),
+            yields: 0,
+        }
+    }
+}
+
+impl CallBudget {
+    /// A call begins.
+    pub(crate) fn start(&mut self, limit: Duration, yielding: bool, now: Instant) {
+        *self = Self {
+            yielding,
+            limit,
+            ran: Duration::ZERO,
+            last: now,
+            yields: 0,
+        };
+    }
+
+    /// The epoch deadline was reached: what the guest does next.
+    pub(crate) fn on_tick(&mut self, health: &Health) -> UpdateDeadline {
+        if !self.yielding {
+            return UpdateDeadline::Interrupt;
+        }
+        let now = Instant::now();
+        let gap = now.saturating_duration_since(self.last);
+        if gap <= EPOCH_TICK * 2 {
+            self.ran += gap;
+        }
+        self.last = now;
+        if self.ran >= self.limit || health.breaker_open() {
+            return UpdateDeadline::Interrupt;
+        }
+        self.yields += 1;
+        UpdateDeadline::Yield(1)
     }
 }
 

@@ -7,7 +7,8 @@
 //! Response headers: sets `x-weft-response: 1`, `x-weft-saw-path: <request path>`,
 //! `x-weft-readonly: ok` when editing the request fails with `ReadOnly` (otherwise a description
 //! of what happened), `x-weft-route: <route name or none>`, `x-weft-listener: <listener name>`,
-//! `x-weft-direction: inbound|outbound` and `x-weft-client: yes|no` (client address known).
+//! `x-weft-direction: inbound|outbound`, `x-weft-client: yes|no` (client address known) and
+//! `x-weft-saw-authority: <request authority or none>`.
 
 use weft_sdk::{Action, EditError, Filter, Request, Response};
 
@@ -62,6 +63,10 @@ impl Filter for Headers {
             ("x-weft-listener", request.listener_name()),
             ("x-weft-direction", request.direction().as_str().to_owned()),
             ("x-weft-client", client.to_owned()),
+            (
+                "x-weft-saw-authority",
+                request.authority().unwrap_or_else(|| "none".to_owned()),
+            ),
         ];
         for (name, value) in fields {
             response.set_header(name, value).expect(name);
