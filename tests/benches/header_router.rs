@@ -132,9 +132,92 @@ fn header_router(c: &mut Criterion) {
     }
 }
 
+/// What `max_regex_bytes` bounds: one header regex scanning a long value. `.*(\w\s?){20}.*`
+/// is the heaviest pattern the README documents and `.*\w{20}.*` a heavy one (Unicode `\w` in
+/// a counted repetition after `.*`: the lazy DFA cannot cache their states, so each byte is an
+/// NFA step); `.*(Android|iPhone).*` is a light one. The values are word characters, so the
+/// heavy patterns scan all of them and match.
+fn heavy_regex(c: &mut Criterion) {
+    let runtime = bench::runtime();
+    let info = bench::info();
+    let mut lease = Lease::default();
+    let one_rule = |name: &str, pattern: &str, max_regex_bytes: usize| {
+        let config = serde_json::json!({
+            "rules": [{
+                "match": { "headers": [{ "name": "x-agent", "regex": pattern }] },
+                "upstream": "hit"
+            }],
+            "max_regex_bytes": max_regex_bytes,
+        });
+        bench::load(&runtime, name, weft_tests::guests::HEADER_ROUTER, &config)
+    };
+    let heaviest = one_rule("heaviest", r".*(\w\s?){20}.*", 4 << 10);
+    let heaviest_8k = one_rule("heaviest8k", r".*(\w\s?){20}.*", 8 << 10);
+    let heavy = one_rule("heavy", r".*\w{20}.*", 4 << 10);
+    let heavy_64k = one_rule("heavy64k", r".*\w{20}.*", 64 << 10);
+    let light = one_rule("light", ".*(Android|iPhone).*", 64 << 10);
+    let value = |len: usize| "a".repeat(len);
+    let (kib4, kib8, kib64, kb100) = (
+        value(4 << 10),
+        value(8 << 10),
+        value(64 << 10),
+        value(100_000),
+    );
+    let cases: [(&str, &Arc<LoadedFilter>, &str, &str); 8] = [
+        ("header_router/heaviest-regex-4KiB", &heaviest, &kib4, "hit"),
+        (
+            "header_router/heaviest-regex-100KB-over-the-bound",
+            &heaviest,
+            &kb100,
+            "app",
+        ),
+        (
+            "header_router/heaviest-regex-8KiB-bound-raised",
+            &heaviest_8k,
+            &kib8,
+            "hit",
+        ),
+        ("header_router/heavy-regex-4KiB", &heavy, &kib4, "hit"),
+        (
+            "header_router/heavy-regex-64KiB-bound-raised",
+            &heavy_64k,
+            &kib64,
+            "hit",
+        ),
+        ("header_router/light-regex-4KiB", &light, &kib4, "app"),
+        ("header_router/light-regex-8KiB", &light, &kib8, "app"),
+        ("header_router/light-regex-64KiB", &light, &kib64, "app"),
+    ];
+    for (name, filter, value, upstream) in cases {
+        let mut head = request("/", &[]);
+        head.headers.insert(
+            "x-agent",
+            http::HeaderValue::try_from(value).expect("a valid value"),
+        );
+        c.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || head.clone(),
+                |head| {
+                    let verdict = filter
+                        .on_request_headers(&mut lease, head, &info)
+                        .expect("the filter never fails");
+                    assert!(matches!(verdict, Verdict::Continue));
+                    black_box(&head);
+                },
+                BatchSize::SmallInput,
+            );
+            let mut probe = head.clone();
+            filter
+                .on_request_headers(&mut lease, &mut probe, &info)
+                .expect("the filter never fails");
+            assert_eq!(probe.upstream.as_deref(), Some(upstream), "{name}");
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = header_router
+    targets = header_router, heavy_regex
 }
 criterion_main!(benches);

@@ -87,14 +87,15 @@ impl Filter for Authz {
                 return Action::Respond(response);
             }
         }
-        self.policy.edits(&evaluation, |edit| apply(request, &edit));
+        self.policy
+            .edits(&evaluation, |edit| apply(&self.policy, request, &edit));
         Action::Continue
     }
 }
 
 /// Apply one edit. A claim value the proxy refuses as a header is dropped, and the client's
 /// copy with it: never forward a header the filter did not vouch for.
-fn apply(request: &Request, edit: &Edit<'_>) {
+fn apply(policy: &Policy, request: &Request, edit: &Edit<'_>) {
     let result = match edit {
         Edit::Set(name, value) => request.set_header(name, value).or_else(|err| {
             weft_sdk::warn!("cannot forward {name}: {err}; removing it");
@@ -107,6 +108,15 @@ fn apply(request: &Request, edit: &Edit<'_>) {
                 Some(rest) => request.set_header("cookie", rest),
                 None => request.remove_header("cookie"),
             }
+        }
+        Edit::KeepTokens(name) => {
+            let values = request.header_values(name);
+            request.remove_header(name).and_then(|()| {
+                values
+                    .iter()
+                    .filter(|value| policy.is_token_value(name, value))
+                    .try_for_each(|value| request.append_header(name, value))
+            })
         }
     };
     if let Err(err) = result {
@@ -139,10 +149,6 @@ fn wall_clock_seconds() -> u64 {
 struct SdkRequest<'a>(&'a Request);
 
 impl RequestView for SdkRequest<'_> {
-    fn header(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.header_bytes(name)
-    }
-
     fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
         self.0.header_values(name)
     }

@@ -13,13 +13,11 @@ use subtle::ConstantTimeEq as _;
 use crate::cache::Cache;
 use crate::config::{ApiKeysConfig, Config, JwtConfig, Mode};
 use crate::jwt::{Claims, Rejection, Verifier};
-use crate::rules::{self, Facts, Identity, Rule};
+use crate::rules::{self, Facts, Identity, Kind, Rule};
 
 /// What the policy reads from a request; implemented over the SDK's request in `lib.rs` and by
 /// a plain struct in tests.
 pub(crate) trait RequestView {
-    /// The first value of header `name`.
-    fn header(&self, name: &str) -> Option<Vec<u8>>;
     /// Every value of header `name`.
     fn header_values(&self, name: &str) -> Vec<Vec<u8>>;
     /// The method.
@@ -123,13 +121,36 @@ pub(crate) enum Principal {
     ApiKey(usize),
 }
 
-/// Where the credential the request presented was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Found {
-    /// `jwt.from[i]`.
-    TokenSource(usize),
-    /// The API key header.
-    ApiKey,
+/// Where the credentials the request presented were: what to remove before the request goes
+/// upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Found {
+    /// The `jwt.from` sources that held a token (indices, in order).
+    pub(crate) sources: Vec<usize>,
+    /// Header sources (indices, one per header name) whose header held token values and also
+    /// values that are no token (`Basic ...` beside `Bearer ...`): when tokens are forwarded,
+    /// only the token values go.
+    pub(crate) mixed: Vec<usize>,
+    /// The API key header was present.
+    pub(crate) api_key: bool,
+}
+
+impl Found {
+    /// Whether the request presented any credential.
+    fn any(&self) -> bool {
+        !self.sources.is_empty() || self.api_key
+    }
+}
+
+/// Every credential a request presented, before verification.
+#[derive(Debug, Default)]
+struct Presented {
+    /// The tokens, in `jwt.from` order (every value of every header source, every cookie of
+    /// every cookie source), as sent (trimmed, without the prefix).
+    tokens: Vec<Vec<u8>>,
+    /// Every value of the API key header.
+    api_keys: Vec<Vec<u8>>,
+    found: Found,
 }
 
 /// Which rule decided.
@@ -148,7 +169,7 @@ pub(crate) struct Evaluation {
     pub(crate) reason: Reason,
     pub(crate) rule: Option<RuleRef>,
     pub(crate) principal: Principal,
-    pub(crate) found: Option<Found>,
+    pub(crate) found: Found,
 }
 
 /// A request edit for an evaluation that goes on.
@@ -160,6 +181,9 @@ pub(crate) enum Edit<'a> {
     Remove(&'a str),
     /// Remove this cookie from the `cookie` header(s).
     RemoveCookie(&'a str),
+    /// Keep only the values of the header that are tokens ([`Policy::is_token_value`]): a
+    /// forwarded token header loses the values the filter did not verify.
+    KeepTokens(&'a str),
 }
 
 /// A local response.
@@ -206,8 +230,8 @@ impl Policy {
             .as_ref()
             .map(ApiKeys::from_config)
             .transpose()?;
-        let deny = compile_rules(&config.rules.deny, "rules.deny")?;
-        let allow = compile_rules(&config.rules.allow, "rules.allow")?;
+        let deny = compile_rules(&config.rules.deny, Kind::Deny, "rules.deny")?;
+        let allow = compile_rules(&config.rules.allow, Kind::Allow, "rules.allow")?;
 
         // The same header set from two places would let one overwrite the other.
         let mut set_headers: Vec<(&str, String)> = Vec::new();
@@ -264,8 +288,8 @@ impl Policy {
         now: impl FnOnce() -> u64,
     ) -> Evaluation {
         let (principal, found) = match self.authenticate(request, now) {
-            Ok(authenticated) => authenticated,
-            Err((reason, found)) => {
+            (Ok(principal), found) => (principal, found),
+            (Err(reason), found) => {
                 return Evaluation {
                     verdict: Verdict::Unauthenticated,
                     reason,
@@ -285,37 +309,78 @@ impl Policy {
         }
     }
 
+    /// Every credential present must verify: every token in every `jwt.from` source and every
+    /// value of the API key header. One bad credential beside good ones is refused (as Envoy's
+    /// `jwt_authn` does), so a forged token cannot ride along with a valid one to the upstream.
+    /// The identity is the first token (in `jwt.from` order), else the first API key.
     fn authenticate(
         &self,
         request: &impl RequestView,
         now: impl FnOnce() -> u64,
-    ) -> Result<(Principal, Option<Found>), (Reason, Option<Found>)> {
+    ) -> (Result<Principal, Reason>, Found) {
+        let presented = self.presented(request);
+        let found = presented.found;
+        if !found.any() {
+            let missing = if self.allow_missing {
+                Ok(Principal::Anonymous)
+            } else {
+                Err(Reason::MissingToken)
+            };
+            return (missing, found);
+        }
+        let mut principal = None;
         if let Some(jwt) = &self.jwt
-            && let Some((value, range, found)) = jwt.find_token(request)
+            && !presented.tokens.is_empty()
         {
-            let found = Some(found);
-            // A token that is not even UTF-8 is not a JWT.
-            let token = std::str::from_utf8(&value[range])
-                .map_err(|_| (Reason::Token(Rejection::Malformed), found))?;
-            return match jwt.verify(token, now()) {
-                Ok(verified) => Ok((Principal::Jwt(verified), found)),
-                Err(rejection) => Err((Reason::Token(rejection), found)),
-            };
+            let now = now();
+            for (i, token) in presented.tokens.iter().enumerate() {
+                // The same token twice (a header and a cookie) is verified once.
+                if presented.tokens[..i].contains(token) {
+                    continue;
+                }
+                // A token that is not even UTF-8 is not a JWT.
+                let Ok(token) = std::str::from_utf8(token) else {
+                    return (Err(Reason::Token(Rejection::Malformed)), found);
+                };
+                match jwt.verify(token, now) {
+                    Ok(verified) => {
+                        principal.get_or_insert(Principal::Jwt(verified));
+                    }
+                    Err(rejection) => return (Err(Reason::Token(rejection)), found),
+                }
+            }
         }
-        if let Some(api_keys) = &self.api_keys
-            && let Some(key) = request.header(&api_keys.header)
-        {
-            let found = Some(Found::ApiKey);
-            return match api_keys.find(&key) {
-                Some(index) => Ok((Principal::ApiKey(index), found)),
-                None => Err((Reason::BadApiKey, found)),
-            };
+        if let Some(api_keys) = &self.api_keys {
+            for key in &presented.api_keys {
+                match api_keys.find(key) {
+                    Some(index) => {
+                        principal.get_or_insert(Principal::ApiKey(index));
+                    }
+                    None => return (Err(Reason::BadApiKey), found),
+                }
+            }
         }
-        if self.allow_missing {
-            Ok((Principal::Anonymous, None))
-        } else {
-            Err((Reason::MissingToken, None))
+        // `found.any()`: at least one credential was verified.
+        (principal.ok_or(Reason::MissingToken), found)
+    }
+
+    /// Every credential in the request, unverified.
+    fn presented(&self, request: &impl RequestView) -> Presented {
+        let mut presented = Presented::default();
+        if let Some(jwt) = &self.jwt {
+            jwt.collect_tokens(request, &mut presented);
         }
+        if let Some(api_keys) = &self.api_keys {
+            presented.api_keys = request.header_values(&api_keys.header);
+            presented.found.api_key = !presented.api_keys.is_empty();
+        }
+        presented
+    }
+
+    /// Whether `value` of header `name` holds a token for some `jwt.from` source of that header
+    /// (it carries the source's prefix, or the source has none).
+    pub(crate) fn is_token_value(&self, name: &str, value: &[u8]) -> bool {
+        self.jwt.as_ref().is_some_and(|jwt| jwt.takes(name, value))
     }
 
     /// Deny rules first (any match: 403), then allow rules (any match: allowed; none: 403),
@@ -405,13 +470,21 @@ impl Policy {
                     None => edit(Edit::Remove(header)),
                 }
             }
-            if !jwt.forward_token
-                && let Some(Found::TokenSource(i)) = evaluation.found
-            {
-                match jwt.sources.get(i) {
-                    Some(Source::Header { name, .. }) => edit(Edit::Remove(name)),
-                    Some(Source::Cookie(name)) => edit(Edit::RemoveCookie(name)),
-                    None => {}
+            if jwt.forward_token {
+                // Forwarded tokens were all verified (or, in audit mode, are what the audit
+                // saw); values of another scheme in the same header are not forwarded.
+                for &i in &evaluation.found.mixed {
+                    if let Some(Source::Header { name, .. }) = jwt.sources.get(i) {
+                        edit(Edit::KeepTokens(name));
+                    }
+                }
+            } else {
+                for &i in &evaluation.found.sources {
+                    match jwt.sources.get(i) {
+                        Some(Source::Header { name, .. }) => edit(Edit::Remove(name)),
+                        Some(Source::Cookie(name)) => edit(Edit::RemoveCookie(name)),
+                        None => {}
+                    }
                 }
             }
         }
@@ -422,17 +495,21 @@ impl Policy {
                     _ => edit(Edit::Remove(header)),
                 }
             }
-            if !api_keys.forward_key && evaluation.found == Some(Found::ApiKey) {
+            if !api_keys.forward_key && evaluation.found.api_key {
                 edit(Edit::Remove(&api_keys.header));
             }
         }
     }
 }
 
-fn compile_rules(raw: &[crate::config::Rule], field: &str) -> Result<Vec<Rule>, String> {
+fn compile_rules(
+    raw: &[crate::config::Rule],
+    kind: Kind,
+    field: &str,
+) -> Result<Vec<Rule>, String> {
     raw.iter()
         .enumerate()
-        .map(|(i, rule)| Rule::compile(rule, &format!("{field}[{i}]")))
+        .map(|(i, rule)| Rule::compile(rule, kind, &format!("{field}[{i}]")))
         .collect()
 }
 
@@ -501,40 +578,59 @@ impl JwtAuth {
         })
     }
 
-    /// The first token found (the header value holding it, and the token's range in it), and
-    /// where it was. Ranges rather than copies: this runs on every request.
-    fn find_token(
-        &self,
-        request: &impl RequestView,
-    ) -> Option<(Vec<u8>, std::ops::Range<usize>, Found)> {
+    /// Every token in the request, in source order: every value of each header source that
+    /// carries the source's prefix (a value without it, such as `Authorization: Basic ...`, is
+    /// no token), and every cookie of each cookie source's name in every `cookie` header.
+    fn collect_tokens(&self, request: &impl RequestView, presented: &mut Presented) {
+        let mut cookies: Option<Vec<Vec<u8>>> = None;
+        let mut headers_seen: Vec<&str> = Vec::new();
         for (i, source) in self.sources.iter().enumerate() {
-            let found = Found::TokenSource(i);
+            let before = presented.tokens.len();
             match source {
                 Source::Header { name, prefix } => {
-                    let Some(value) = request.header(name) else {
-                        continue;
-                    };
-                    let start = match prefix {
-                        Some(prefix) => match strip_prefix_ignore_case(&value, prefix.as_bytes()) {
-                            Some(rest) => value.len() - rest.len(),
-                            // `Authorization: Basic ...` is not ours: look further.
-                            None => continue,
-                        },
-                        None => 0,
-                    };
-                    let range = trimmed(&value, start..value.len());
-                    return Some((value, range, found));
+                    let values = request.header_values(name);
+                    for value in &values {
+                        if let Some(range) = token_range(value, prefix.as_deref()) {
+                            presented.tokens.push(value[range].to_vec());
+                        }
+                    }
+                    // Tokens beside values no source of this header takes as a token (checked
+                    // once per header name).
+                    if prefix.is_some() && !headers_seen.contains(&name.as_str()) {
+                        headers_seen.push(name);
+                        let taken = values
+                            .iter()
+                            .filter(|value| self.takes(name, value))
+                            .count();
+                        if taken > 0 && taken < values.len() {
+                            presented.found.mixed.push(i);
+                        }
+                    }
                 }
                 Source::Cookie(name) => {
-                    for header in request.header_values("cookie") {
-                        if let Some(range) = cookie_value(&header, name) {
-                            return Some((header, range, found));
+                    let headers = cookies.get_or_insert_with(|| request.header_values("cookie"));
+                    for header in headers.iter() {
+                        for range in cookie_values(header, name) {
+                            presented.tokens.push(header[range].to_vec());
                         }
                     }
                 }
             }
+            if presented.tokens.len() > before {
+                presented.found.sources.push(i);
+            }
         }
-        None
+    }
+
+    /// Whether some header source of header `name` takes `value` as a token.
+    fn takes(&self, name: &str, value: &[u8]) -> bool {
+        self.sources.iter().any(|source| match source {
+            Source::Header {
+                name: header,
+                prefix,
+            } => header == name && token_range(value, prefix.as_deref()).is_some(),
+            Source::Cookie(_) => false,
+        })
     }
 
     fn verify(&self, token: &str, now: u64) -> Result<Rc<Verified>, Rejection> {
@@ -675,8 +771,19 @@ fn trimmed(value: &[u8], range: std::ops::Range<usize>) -> std::ops::Range<usize
     start..end.max(start)
 }
 
-/// Where the value of cookie `name` is in one `cookie` header, quotes removed.
-pub(crate) fn cookie_value(header: &[u8], name: &str) -> Option<std::ops::Range<usize>> {
+/// Where the token is in a header value: after `prefix` (matched case-insensitively), trimmed.
+/// `None` when the value does not carry the prefix: it is no token (`Authorization: Basic ...`).
+fn token_range(value: &[u8], prefix: Option<&str>) -> Option<std::ops::Range<usize>> {
+    let start = match prefix {
+        Some(prefix) => value.len() - strip_prefix_ignore_case(value, prefix.as_bytes())?.len(),
+        None => 0,
+    };
+    Some(trimmed(value, start..value.len()))
+}
+
+/// Where the values of every cookie named `name` are in one `cookie` header, quotes removed.
+pub(crate) fn cookie_values(header: &[u8], name: &str) -> Vec<std::ops::Range<usize>> {
+    let mut found = Vec::new();
     let mut offset = 0;
     for pair in header.split(|b| *b == b';') {
         let start = offset;
@@ -692,9 +799,9 @@ pub(crate) fn cookie_value(header: &[u8], name: &str) -> Option<std::ops::Range<
         if value.len() >= 2 && value.starts_with(b"\"") && value.ends_with(b"\"") {
             range = range.start + 1..range.end - 1;
         }
-        return Some(range);
+        found.push(range);
     }
-    None
+    found
 }
 
 /// The `cookie` headers without cookie `name`, joined into one value; `None` when nothing is

@@ -1,6 +1,7 @@
 //! Compiled allow/deny rules and the request facts they match on. Pure: the facts come through
 //! [`Facts`], so the matching is tested natively.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde_json::Value;
@@ -34,9 +35,20 @@ pub(crate) enum Identity<'a> {
     ApiKey(&'a str),
 }
 
+/// Which list a rule is in: it decides how header conditions read headers with several values.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `rules.allow`: a header condition matches the values joined with `,`.
+    #[default]
+    Allow,
+    /// `rules.deny`: a header condition matches the joined values, or any single value.
+    Deny,
+}
+
 /// A compiled rule: every non-empty condition must match.
 #[derive(Debug, Default)]
 pub(crate) struct Rule {
+    kind: Kind,
     paths: Vec<StringMatch>,
     methods: Vec<String>,
     headers: Vec<HeaderMatch>,
@@ -166,9 +178,12 @@ pub(crate) struct Needs {
 }
 
 impl Rule {
-    /// Compile the rule found at config path `at` (`rules.allow[0]`).
-    pub(crate) fn compile(raw: &config::Rule, at: &str) -> Result<Rule, String> {
-        let mut rule = Rule::default();
+    /// Compile the rule found at config path `at` (`rules.allow[0]`), of list `kind`.
+    pub(crate) fn compile(raw: &config::Rule, kind: Kind, at: &str) -> Result<Rule, String> {
+        let mut rule = Rule {
+            kind,
+            ..Rule::default()
+        };
         for (i, path) in raw.paths.iter().enumerate() {
             let at = format!("{at}.paths[{i}]");
             let path = StringMatch::compile(path, &at)?;
@@ -308,18 +323,37 @@ impl Rule {
                 return false;
             }
         }
-        self.headers.iter().all(|h| h.matches(facts))
+        self.headers.iter().all(|h| h.matches(facts, self.kind))
     }
 }
 
 impl HeaderMatch {
-    fn matches(&self, facts: &impl Facts) -> bool {
+    /// A header with several values is matched as one value, the values joined with `,` (as
+    /// Envoy does since CVE-2020-25017, and as RFC 9110 §5.3 says they mean): `x-role: user` and
+    /// `x-role: admin` is `user,admin`, which `exact: admin` does not match, so an extra value
+    /// cannot satisfy an allow rule. A deny rule matches the joined value or any of its
+    /// comma-separated elements, so that neither splitting a value nor adding one (for an
+    /// upstream that reads only one of them) slips past it.
+    fn matches(&self, facts: &impl Facts, kind: Kind) -> bool {
         let values = facts.header_values(&self.name);
-        match &self.condition {
-            HeaderCondition::Present(present) => values.is_empty() != *present,
-            HeaderCondition::Exact(exact) => values.iter().any(|v| v == exact),
-            HeaderCondition::Prefix(prefix) => values.iter().any(|v| v.starts_with(prefix)),
+        let condition = |value: &[u8]| match &self.condition {
+            HeaderCondition::Present(_) => true,
+            HeaderCondition::Exact(exact) => value == exact.as_slice(),
+            HeaderCondition::Prefix(prefix) => value.starts_with(prefix),
+        };
+        if let HeaderCondition::Present(present) = self.condition {
+            return values.is_empty() != present;
         }
+        let joined = match values.as_slice() {
+            [] => return false,
+            [value] => Cow::Borrowed(value),
+            values => Cow::Owned(values.join(&b","[..])),
+        };
+        condition(&joined)
+            || (kind == Kind::Deny
+                && joined
+                    .split(|b| *b == b',')
+                    .any(|element| condition(element.trim_ascii())))
     }
 }
 

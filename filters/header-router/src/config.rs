@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use regex::{Regex, RegexBuilder};
+use regex::RegexBuilder;
 use serde::Deserialize;
 
 use crate::route::{
-    Action, HeaderEdits, HeaderMatch, Match, PathMatch, QueryMatch, Router, Rule, Split, Sticky,
-    Target, ValueTest,
+    Action, HeaderEdits, HeaderMatch, Match, PathMatch, Pattern, QueryMatch, Router, Rule, Split,
+    Sticky, Target, ValueTest,
 };
 
 /// The filter's configuration:
@@ -36,7 +36,7 @@ use crate::route::{
 ///   default:
 ///     request_headers: { set: { x-routed-by: header-router } }
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Tried in order; the first rule whose match holds decides.
@@ -44,6 +44,29 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     /// What to do when no rule matches; without it the request keeps the route's upstream.
     pub default: Option<ActionConfig>,
+    /// The most bytes one regex condition scans per request: a longer value does not match.
+    #[serde(default = "default_max_regex_bytes")]
+    pub max_regex_bytes: usize,
+}
+
+/// 4 KiB: a user agent or a path is far shorter, and the slowest pattern measured (README,
+/// "Regular expressions") scans it in about half the default 50 ms budget.
+pub const DEFAULT_MAX_REGEX_BYTES: usize = 4 << 10;
+/// The largest `max_regex_bytes` accepted: 64 KiB, the proxy's default header limit.
+pub const MAX_MAX_REGEX_BYTES: usize = 64 << 10;
+
+fn default_max_regex_bytes() -> usize {
+    DEFAULT_MAX_REGEX_BYTES
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            rules: Vec::new(),
+            default: None,
+            max_regex_bytes: DEFAULT_MAX_REGEX_BYTES,
+        }
+    }
 }
 
 /// One rule: a match and what to do with the requests it selects.
@@ -220,6 +243,13 @@ impl Router {
                 "at least one rule (or a `default`) is required",
             ));
         }
+        let max_regex_bytes = config.max_regex_bytes;
+        if !(1..=MAX_MAX_REGEX_BYTES).contains(&max_regex_bytes) {
+            return Err(field_error(
+                "max_regex_bytes",
+                format!("must be 1 to {MAX_MAX_REGEX_BYTES} (bytes), not {max_regex_bytes}"),
+            ));
+        }
         let mut slots = HeaderSlots::default();
         let mut rules = Vec::with_capacity(config.rules.len());
         for (index, rule) in config.rules.into_iter().enumerate() {
@@ -237,7 +267,12 @@ impl Router {
                 }
                 None => field.clone(),
             };
-            let matcher = compile_match(&format!("{field}.match"), rule.matcher, &mut slots)?;
+            let matcher = compile_match(
+                &format!("{field}.match"),
+                rule.matcher,
+                max_regex_bytes,
+                &mut slots,
+            )?;
             let action = compile_action(
                 &field,
                 ActionConfig {
@@ -301,11 +336,12 @@ fn check_rule_name(field: &str, name: &str) -> Result<(), String> {
 fn compile_match(
     field: &str,
     config: MatchConfig,
+    max_regex_bytes: usize,
     slots: &mut HeaderSlots,
 ) -> Result<Match, String> {
     let path = config
         .path
-        .map(|path| compile_path(&format!("{field}.path"), path))
+        .map(|path| compile_path(&format!("{field}.path"), path, max_regex_bytes))
         .transpose()?;
     let methods = match config.methods {
         None => Vec::new(),
@@ -332,6 +368,7 @@ fn compile_match(
             header.prefix,
             header.regex,
             header.present,
+            max_regex_bytes,
         )?;
         headers.push(HeaderMatch {
             slot: slots.slot(&name),
@@ -350,6 +387,7 @@ fn compile_match(
             param.prefix,
             param.regex,
             param.present,
+            max_regex_bytes,
         )?;
         query.push(QueryMatch {
             name: param.name,
@@ -364,7 +402,11 @@ fn compile_match(
     })
 }
 
-fn compile_path(field: &str, config: PathConfig) -> Result<PathMatch, String> {
+fn compile_path(
+    field: &str,
+    config: PathConfig,
+    max_regex_bytes: usize,
+) -> Result<PathMatch, String> {
     let path = match (config.exact, config.prefix, config.regex) {
         (Some(exact), None, None) => {
             check_path(&format!("{field}.exact"), &exact)?;
@@ -374,9 +416,11 @@ fn compile_path(field: &str, config: PathConfig) -> Result<PathMatch, String> {
             check_path(&format!("{field}.prefix"), &prefix)?;
             PathMatch::Prefix(prefix)
         }
-        (None, None, Some(regex)) => {
-            PathMatch::Regex(compile_regex(&format!("{field}.regex"), &regex)?)
-        }
+        (None, None, Some(regex)) => PathMatch::Regex(compile_regex(
+            &format!("{field}.regex"),
+            &regex,
+            max_regex_bytes,
+        )?),
         _ => {
             return Err(field_error(
                 field,
@@ -406,6 +450,7 @@ fn compile_test(
     prefix: Option<String>,
     regex: Option<String>,
     present: Option<bool>,
+    max_regex_bytes: usize,
 ) -> Result<ValueTest, String> {
     match (exact, prefix, regex, present) {
         (Some(exact), None, None, None) => Ok(ValueTest::Exact(exact)),
@@ -413,6 +458,7 @@ fn compile_test(
         (None, None, Some(regex), None) => Ok(ValueTest::Regex(compile_regex(
             &format!("{field}.regex"),
             &regex,
+            max_regex_bytes,
         )?)),
         (None, None, None, Some(present)) => Ok(ValueTest::Present(present)),
         _ => Err(field_error(
@@ -431,7 +477,7 @@ const REGEX_DFA_CACHE_LIMIT: usize = 256 << 10;
 
 /// Compiled to match the whole value, as Envoy's `safe_regex` and Istio do: `beta` does not
 /// match `not-beta`; write `.*beta.*` to search.
-fn compile_regex(field: &str, pattern: &str) -> Result<Regex, String> {
+fn compile_regex(field: &str, pattern: &str, max_bytes: usize) -> Result<Pattern, String> {
     // Parsed alone first: the wrapping below must not make `a)|(b` valid, and the error should
     // describe the pattern as written.
     if let Err(error) = regex_syntax::Parser::new().parse(pattern) {
@@ -447,6 +493,7 @@ fn compile_regex(field: &str, pattern: &str) -> Result<Regex, String> {
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_DFA_CACHE_LIMIT)
         .build()
+        .map(|regex| Pattern { regex, max_bytes })
         .map_err(|error| field_error(field, format!("invalid regex {pattern:?}: {error}")))
 }
 
@@ -691,6 +738,20 @@ mod tests {
             Ok(_) => panic!("config accepted"),
             Err(error) => error,
         }
+    }
+
+    #[test]
+    fn max_regex_bytes_is_bounded() {
+        let config = |max: u64| serde_json::json!({ "rules": [{ "upstream": "a" }], "max_regex_bytes": max });
+        assert!(load(config(1)).is_ok());
+        assert!(load(config(65536)).is_ok());
+        for max in [0, 65537] {
+            assert_eq!(
+                error(config(max)),
+                format!("config field `max_regex_bytes`: must be 1 to 65536 (bytes), not {max}")
+            );
+        }
+        assert_eq!(Config::default().max_regex_bytes, 4096);
     }
 
     #[test]

@@ -66,7 +66,37 @@ pub(crate) enum PathMatch {
     Exact(String),
     Prefix(String),
     /// Anchored at both ends.
-    Regex(Regex),
+    Regex(Pattern),
+}
+
+/// A compiled regex (anchored at both ends) and the most bytes it may scan per request.
+#[derive(Debug)]
+pub(crate) struct Pattern {
+    pub(crate) regex: Regex,
+    /// `max_regex_bytes`: a value longer than this does not match, and one condition scans at
+    /// most this many bytes over all the values it tests.
+    pub(crate) max_bytes: usize,
+}
+
+impl Pattern {
+    /// Whether any of `values` matches, in order. A value longer than what is left of
+    /// `max_bytes` is not scanned and does not match, so the time one condition takes is
+    /// bounded whatever the request holds: a client with a huge value turns the condition
+    /// into a non-match, never into a filter timeout.
+    pub(crate) fn any_match<V: AsRef<[u8]>>(&self, values: impl IntoIterator<Item = V>) -> bool {
+        let mut left = self.max_bytes;
+        for value in values {
+            let value = value.as_ref();
+            if value.len() > left {
+                continue;
+            }
+            left -= value.len();
+            if self.regex.is_match(&as_text(value)) {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// A condition on the values of the header in a slot.
@@ -91,7 +121,7 @@ pub(crate) enum ValueTest {
     Exact(String),
     Prefix(String),
     /// Anchored at both ends.
-    Regex(Regex),
+    Regex(Pattern),
     Present(bool),
 }
 
@@ -272,38 +302,35 @@ impl PathMatch {
         match self {
             PathMatch::Exact(exact) => path == exact,
             PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
-            PathMatch::Regex(regex) => regex.is_match(path),
+            PathMatch::Regex(pattern) => pattern.any_match([path]),
         }
     }
 }
 
 impl ValueTest {
     fn matches_values(&self, values: &[Vec<u8>]) -> bool {
-        match self {
-            ValueTest::Present(present) => values.is_empty() != *present,
-            _ => values.iter().any(|value| self.matches_value(value)),
-        }
+        self.matches_any(values.iter().map(Vec::as_slice))
     }
 
-    fn matches_value(&self, value: &[u8]) -> bool {
+    /// Whether any of `values` passes (`Present`: whether there is one, or none).
+    fn matches_any<V: AsRef<[u8]>>(&self, mut values: impl Iterator<Item = V>) -> bool {
         match self {
-            ValueTest::Exact(exact) => value == exact.as_bytes(),
-            ValueTest::Prefix(prefix) => value.starts_with(prefix.as_bytes()),
-            ValueTest::Regex(regex) => regex.is_match(&as_text(value)),
-            ValueTest::Present(_) => true,
+            ValueTest::Present(present) => values.next().is_some() == *present,
+            ValueTest::Exact(exact) => values.any(|value| value.as_ref() == exact.as_bytes()),
+            ValueTest::Prefix(prefix) => {
+                values.any(|value| value.as_ref().starts_with(prefix.as_bytes()))
+            }
+            ValueTest::Regex(pattern) => pattern.any_match(values),
         }
     }
 }
 
 impl QueryMatch {
     fn matches(&self, target: &str) -> bool {
-        let mut values = query_pairs(target)
+        let values = query_pairs(target)
             .filter(|(name, _)| *form_decode(name) == *self.name.as_bytes())
-            .map(|(_, value)| value);
-        match &self.test {
-            ValueTest::Present(present) => values.next().is_some() == *present,
-            test => values.any(|value| test.matches_value(&form_decode(value))),
-        }
+            .map(|(_, value)| form_decode(value));
+        self.test.matches_any(values)
     }
 }
 
@@ -1016,5 +1043,78 @@ mod tests {
                 assert_eq!(after, before, "u{user} left the canary");
             }
         }
+    }
+
+    #[test]
+    fn regexes_scan_at_most_max_regex_bytes() {
+        let bounded = |matcher: serde_json::Value| {
+            router(serde_json::json!({
+                "rules": [{ "name": "hit", "match": matcher, "upstream": "u" }],
+                "max_regex_bytes": 16,
+            }))
+        };
+        let header =
+            bounded(serde_json::json!({ "headers": [{ "name": "x-v", "regex": ".*beta.*" }] }));
+        let with = |values: &[String]| {
+            let mut request = FakeRequest::new("GET", "/");
+            for value in values {
+                request = request.header("x-v", value.clone());
+            }
+            rule_of(&header, request)
+        };
+        let sized = |len: usize| format!("beta{}", "x".repeat(len - 4));
+        assert_eq!(with(&[sized(16)]), "hit");
+        // One byte over: not scanned, no match (never an error, never a long scan).
+        assert_eq!(with(&[sized(17)]), "none");
+        assert_eq!(with(&[sized(100_000)]), "none");
+        // Values too long are skipped; shorter ones after them are still tested...
+        assert_eq!(with(&[sized(100_000), sized(8)]), "hit");
+        // ...within what is left of the bound for the whole condition.
+        assert_eq!(with(&["x".repeat(10), sized(8)]), "none");
+        assert_eq!(with(&["x".repeat(8), sized(8)]), "hit");
+
+        // The path without its query.
+        let path = bounded(serde_json::json!({ "path": { "regex": "/beta.*" } }));
+        assert_eq!(
+            rule_of(&path, FakeRequest::new("GET", "/beta/0123456789")),
+            "hit"
+        );
+        assert_eq!(
+            rule_of(&path, FakeRequest::new("GET", "/beta/0123456789?q=1")),
+            "hit"
+        );
+        assert_eq!(
+            rule_of(&path, FakeRequest::new("GET", "/beta/01234567890")),
+            "none"
+        );
+        // Decoded query values (`%41` is one byte).
+        let query = bounded(serde_json::json!({ "query": [{ "name": "q", "regex": "A+" }] }));
+        let q16 = "%41".repeat(16);
+        assert_eq!(
+            rule_of(&query, FakeRequest::new("GET", &format!("/?q={q16}"))),
+            "hit"
+        );
+        assert_eq!(
+            rule_of(&query, FakeRequest::new("GET", &format!("/?q={q16}A"))),
+            "none"
+        );
+
+        // Exact and prefix tests are not bounded: they cost the length of the configured string.
+        let prefix =
+            bounded(serde_json::json!({ "headers": [{ "name": "x-v", "prefix": "beta" }] }));
+        assert_eq!(
+            rule_of(
+                &prefix,
+                FakeRequest::new("GET", "/").header("x-v", sized(100_000))
+            ),
+            "hit"
+        );
+
+        // The default is 4 KiB.
+        let default =
+            single(serde_json::json!({ "headers": [{ "name": "x-v", "regex": ".*beta.*" }] }));
+        let request = |len: usize| FakeRequest::new("GET", "/").header("x-v", sized(len));
+        assert_eq!(rule_of(&default, request(4096)), "hit");
+        assert_eq!(rule_of(&default, request(4097)), "none");
     }
 }

@@ -763,3 +763,193 @@ async fn e2e_bad_config_stops_the_proxy_naming_the_field() {
         "names the field: {message}"
     );
 }
+
+/// A validly signed token with its payload changed to `sub: admin`: it fails only at the
+/// signature.
+fn forged(now: u64) -> String {
+    let token = sign::sign(Key::Hs1, &sign::claims(now));
+    let mut parts = token.split('.');
+    let header = parts.next().expect("header");
+    let signature = parts.nth(1).expect("signature");
+    let mut claims = sign::claims(now);
+    claims["sub"] = json!("admin");
+    format!("{header}.{}.{signature}", sign::b64(claims.to_string()))
+}
+
+/// Every credential a request presents must verify: a forged token next to a valid one (a
+/// second `Authorization` header, a cookie) is refused and never reaches the upstream; and a
+/// `Basic` value ahead of a forged bearer token does not make the request anonymous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_a_forged_token_beside_a_valid_one_is_refused() -> anyhow::Result<()> {
+    let upstream = Upstream::start().await?;
+    let config = config(
+        json!({
+            "from": [{"header": "authorization"}, {"cookie": "session"}],
+            "claims_to_headers": [{"claim": "sub", "header": "x-user-id"}],
+        }),
+        json!({"allow_missing": true, "rules": {"allow": [
+            {"paths": [{"prefix": "/public/"}]},
+            {"paths": [{"prefix": "/orders/"}], "claims": {"scope": "orders:read"}},
+        ]}}),
+    );
+    let proxy = start_proxy(&proxy_yaml(upstream.addr(), &config)).await?;
+    let now = unix_now();
+    let valid = format!("Bearer {}", sign::sign(Key::Hs1, &sign::claims(now)));
+    let forged_token = forged(now);
+    let forged = format!("Bearer {forged_token}");
+    let forged_cookie = format!("session={forged_token}");
+    let valid_cookie = format!(
+        "theme=dark; session={}",
+        sign::sign(Key::Hs1, &sign::claims(now))
+    );
+    let refused: [(&str, Vec<(&str, &str)>); 5] = [
+        (
+            "valid, then forged authorization",
+            vec![("authorization", &valid), ("authorization", &forged)],
+        ),
+        (
+            "forged, then valid authorization",
+            vec![("authorization", &forged), ("authorization", &valid)],
+        ),
+        (
+            "valid header token, forged cookie token",
+            vec![("authorization", &valid), ("cookie", &forged_cookie)],
+        ),
+        (
+            "valid cookie, then a forged one in another cookie header",
+            vec![("cookie", &valid_cookie), ("cookie", &forged_cookie)],
+        ),
+        (
+            "allow_missing: Basic, then a forged bearer token (on a public path)",
+            vec![
+                ("authorization", "Basic dXNlcjpwdw=="),
+                ("authorization", &forged),
+            ],
+        ),
+    ];
+    for (case, headers) in &refused {
+        for path in ["/orders/7", "/public/x"] {
+            let reply = get(proxy.addr(), path, headers).await?;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "{case} ({path}): {}",
+                reply.text()
+            );
+            assert_eq!(
+                reply.header("www-authenticate"),
+                Some(
+                    "Bearer realm=\"weft\", error=\"invalid_token\", error_description=\"invalid signature\""
+                ),
+                "{case} ({path})"
+            );
+        }
+    }
+    assert_eq!(
+        upstream.requests(),
+        0,
+        "nothing forged reached the upstream"
+    );
+
+    // Only verified credentials go on: the valid token in the header and in a cookie is
+    // accepted, and neither the header nor the cookie reaches the upstream; the identity is
+    // the token's, not a client-sent header.
+    let headers = [
+        ("authorization", valid.as_str()),
+        ("cookie", valid_cookie.as_str()),
+        ("x-user-id", "admin"),
+    ];
+    let reply = get(proxy.addr(), "/orders/7", &headers).await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let seen = reply.seen()?;
+    assert!(!seen.has_header("authorization"));
+    assert_eq!(seen.header_values("cookie"), ["theme=dark"]);
+    assert_eq!(seen.header_values("x-user-id"), ["user-7"]);
+    // Basic alone on a public path: anonymous, and the Basic header goes on untouched (it is
+    // no credential of this filter; the upstream may check it).
+    let reply = get(
+        proxy.addr(),
+        "/public/x",
+        &[("authorization", "Basic dXNlcjpwdw==")],
+    )
+    .await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        reply.seen()?.header_values("authorization"),
+        ["Basic dXNlcjpwdw=="]
+    );
+    let scrape = weft_tests::scrape(proxy.admin()).await?;
+    assert_eq!(
+        scrape.require(
+            DECISIONS,
+            &[("decision", "unauthenticated"), ("reason", "bad_signature")]
+        )?,
+        10.0
+    );
+    Ok(())
+}
+
+/// With `forward_token`, the upstream gets the verified tokens and nothing else from the
+/// token header: a `Basic` value sent beside a valid bearer token is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_forwarded_token_headers_carry_only_verified_tokens() -> anyhow::Result<()> {
+    let upstream = Upstream::start().await?;
+    let config = config(json!({"forward_token": true}), json!({}));
+    let proxy = start_proxy(&proxy_yaml(upstream.addr(), &config)).await?;
+    let valid = format!("Bearer {}", sign::sign(Key::Hs1, &sign::claims(unix_now())));
+    let headers = [
+        ("authorization", "Basic dXNlcjpwdw=="),
+        ("authorization", valid.as_str()),
+    ];
+    let reply = get(proxy.addr(), "/orders/7", &headers).await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        reply.seen()?.header_values("authorization"),
+        [valid.as_str()]
+    );
+    Ok(())
+}
+
+/// A header sent twice is matched as its values joined with `,`: `x-role: user` plus
+/// `x-role: admin` is `user,admin`, which does not pass an `exact: admin` allow rule. A deny
+/// rule sees every element too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_a_repeated_header_does_not_satisfy_an_exact_rule() -> anyhow::Result<()> {
+    let upstream = Upstream::start().await?;
+    let config = config(
+        json!({}),
+        json!({"rules": {
+            "deny": [{"headers": [{"name": "x-env", "exact": "prod"}]}],
+            "allow": [{"headers": [{"name": "x-role", "exact": "admin"}]}],
+        }}),
+    );
+    let proxy = start_proxy(&proxy_yaml(upstream.addr(), &config)).await?;
+    let auth = format!("Bearer {}", sign::sign(Key::Hs1, &sign::claims(unix_now())));
+    let auth = ("authorization", auth.as_str());
+    let addr = proxy.addr();
+    let status = |headers: Vec<(&'static str, &'static str)>| {
+        let mut all = vec![auth];
+        all.extend(headers);
+        async move { anyhow::Ok(get(addr, "/orders/7", &all).await?.status) }
+    };
+    assert_eq!(status(vec![("x-role", "admin")]).await?, StatusCode::OK);
+    assert_eq!(
+        status(vec![("x-role", "user"), ("x-role", "admin")]).await?,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(vec![("x-role", "admin"), ("x-role", "user")]).await?,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(vec![
+            ("x-role", "admin"),
+            ("x-env", "dev"),
+            ("x-env", "prod")
+        ])
+        .await?,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(upstream.requests(), 1);
+    Ok(())
+}

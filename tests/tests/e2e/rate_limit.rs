@@ -427,6 +427,32 @@ fn key_table_is_bounded_and_sweeps_refilled_buckets() {
 }
 
 #[test]
+fn huge_header_values_are_limited_per_value() {
+    // Keys over 128 bytes are hashed: a 48 KB value still has its own bucket, the same on every
+    // call, and a value differing in its last byte has another.
+    let harness = load(json!({
+        "limits": [limit("per_tenant", json!([{ "header": "x-tenant" }]), 2, 1, "1h")],
+    }));
+    let mut value = "t".repeat(48 << 10);
+    let call_with = |value: &str| {
+        let mut request = TestRequest::get("/").header("x-tenant", value);
+        Decision::from(&call(&harness, &mut request))
+    };
+    assert_eq!(call_with(&value), Decision::Continue);
+    assert_eq!(call_with(&value), Decision::Continue);
+    assert_eq!(call_with(&value), Decision::Respond(429));
+    value.pop();
+    value.push('u');
+    assert_eq!(call_with(&value), Decision::Continue);
+    let scrape = harness.scrape();
+    assert_eq!(
+        scrape.value(KEYS, &[("filter", "rl"), ("family", "per_tenant")]),
+        Some(2.0)
+    );
+    assert_eq!(decisions(&scrape, "per_tenant", "limited"), 1.0);
+}
+
+#[test]
 fn key_overflow_deny_policy_answers_429() {
     let harness = load(json!({
         "limits": [limit_with(
@@ -763,6 +789,118 @@ async fn key_flood_stays_within_max_keys() -> anyhow::Result<()> {
     );
     assert_eq!(upstream.requests(), TENANTS);
     Ok(())
+}
+
+/// Set in the child process that runs [`huge_keys_cost_the_proxy_bounded_memory`] alone.
+const MEMORY_CHILD: &str = "WEFT_RATE_LIMIT_MEMORY_CHILD";
+
+/// The resident memory of this process, in bytes.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .expect("statm: size resident ...");
+    pages * rustix::param::page_size() as u64
+}
+
+/// A client sending 2,000 distinct 48 KB `x-tenant` values makes the proxy hold 2,000 keys;
+/// without a bound on key length they held ~98 MB (48 KB each). Keys over 128 bytes are now
+/// hashed, so the proxy's memory grows by far less. Measured on the process's resident
+/// memory, hence in a child process of this test binary that runs only this test (other tests
+/// on other threads would move the number).
+#[test]
+fn huge_keys_cost_the_proxy_bounded_memory() {
+    if std::env::var_os(MEMORY_CHILD).is_none() {
+        let test = "rate_limit::huge_keys_cost_the_proxy_bounded_memory";
+        let output = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(MEMORY_CHILD, "1")
+            .output()
+            .expect("run the measurement in a child");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    const WARM: usize = 50;
+    const KEYS_SENT: usize = 2000;
+    const VALUE_BYTES: usize = 48 << 10;
+    /// Generous: the keys themselves are ~2,000 × 256 B = 0.5 MB; unbounded they were 98 MB.
+    const MAX_GROWTH: u64 = 32 << 20;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime
+        .block_on(async {
+            let upstream = Upstream::start().await?;
+            let proxy = start_proxy(&proxy_yaml(
+                upstream.addr(),
+                "{ limits: [{ name: per_tenant, key: [{ header: x-tenant }], capacity: 5, \
+                 refill: { amount: 1, interval: 1h } }] }",
+            ))
+            .await?;
+            let client = Proto::Http1.client();
+            let send = |i: usize| {
+                let mut value = format!("{i:08}-");
+                value.extend(std::iter::repeat_n('k', VALUE_BYTES - value.len()));
+                let request = weft_tests::request(
+                    http::Method::GET,
+                    proxy.addr(),
+                    "/",
+                    &[("x-tenant", &value)],
+                    weft_tests::empty(),
+                );
+                weft_tests::send(&client, request)
+            };
+            // Warm up: instances, buffers and the allocator reach their steady size.
+            for i in 0..WARM {
+                let reply = send(i).await?;
+                anyhow::ensure!(reply.status == StatusCode::OK, "{}", reply.text());
+            }
+            let before = resident_bytes();
+            for i in WARM..WARM + KEYS_SENT {
+                let reply = send(i).await?;
+                anyhow::ensure!(
+                    reply.status == StatusCode::OK,
+                    "{i}: {} {}; {}",
+                    reply.status,
+                    reply.text(),
+                    filter_errors(proxy.admin()).await?
+                );
+            }
+            let grown = resident_bytes().saturating_sub(before);
+            let scrape = weft_tests::scrape(proxy.admin()).await?;
+            let held = scrape.value(KEYS, &[("filter", "rl"), ("family", "per_tenant")]);
+            assert_eq!(
+                held,
+                Some((WARM + KEYS_SENT) as f64),
+                "every distinct value is its own key"
+            );
+            assert_eq!(
+                decisions(&scrape, "per_tenant", "allowed"),
+                (WARM + KEYS_SENT) as f64
+            );
+            assert!(
+                grown <= MAX_GROWTH,
+                "{KEYS_SENT} keys of {VALUE_BYTES} bytes grew the resident memory by {} MB \
+                 (bound: {} MB)",
+                grown >> 20,
+                MAX_GROWTH >> 20
+            );
+            eprintln!(
+                "{KEYS_SENT} keys of {VALUE_BYTES} bytes: resident memory grew by {} KB",
+                grown >> 10
+            );
+            anyhow::Ok(())
+        })
+        .expect("the measurement runs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,10 +44,6 @@ impl Fake {
 }
 
 impl RequestView for Fake {
-    fn header(&self, name: &str) -> Option<Vec<u8>> {
-        self.header_values(name).into_iter().next()
-    }
-
     fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
         self.headers
             .iter()
@@ -102,6 +98,7 @@ fn edits(policy: &Policy, evaluation: &Evaluation) -> Vec<String> {
             Edit::Set(name, value) => format!("set {name}: {value}"),
             Edit::Remove(name) => format!("remove {name}"),
             Edit::RemoveCookie(name) => format!("remove cookie {name}"),
+            Edit::KeepTokens(name) => format!("keep tokens of {name}"),
         })
     });
     out
@@ -145,7 +142,7 @@ fn missing_bad_and_good_tokens() {
 }
 
 #[test]
-fn token_sources_first_found_wins() {
+fn token_sources() {
     let policy = policy(json!({"jwt": jwt_config(json!({
         "from": [{"header": "x-jwt"}, {"cookie": "session"}, {"header": "Authorization"}],
         "forward_token": false,
@@ -164,7 +161,7 @@ fn token_sources_first_found_wins() {
     assert_eq!(evaluation.verdict, Verdict::Allowed);
     assert_eq!(edits(&policy, &evaluation), ["remove cookie session"]);
 
-    // x-jwt comes first, even when it is garbage and authorization is valid.
+    // Every token present must verify: garbage in x-jwt is not rescued by a valid bearer token.
     let request = Fake::get("/").header("x-jwt", "garbage").bearer(&token);
     assert_eq!(
         eval(&policy, &request).reason,
@@ -565,4 +562,236 @@ fn config_errors_name_the_field() {
             "expected {expected:?}, got {err:?}"
         );
     }
+}
+
+/// A validly signed token with its payload replaced (`sub: admin`): a forgery that fails only at
+/// the signature.
+fn forged() -> String {
+    let token = token();
+    let mut parts = token.split('.');
+    let (header, _, signature) = (parts.next(), parts.next(), parts.next());
+    let mut claims = sign::claims(NOW);
+    claims["sub"] = json!("admin");
+    format!(
+        "{}.{}.{}",
+        header.expect("header"),
+        sign::b64(claims.to_string()),
+        signature.expect("signature")
+    )
+}
+
+fn verdict(policy: &Policy, request: &Fake) -> (Verdict, Reason) {
+    let evaluation = eval(policy, request);
+    (evaluation.verdict, evaluation.reason)
+}
+
+const BAD_SIGNATURE: (Verdict, Reason) = (
+    Verdict::Unauthenticated,
+    Reason::Token(Rejection::BadSignature),
+);
+
+#[test]
+fn every_token_present_must_verify() {
+    let policy = policy(json!({"jwt": jwt_config(json!({
+        "from": [{"header": "authorization"}, {"cookie": "session"}],
+    }))}));
+    let (token, forged) = (token(), forged());
+    assert_eq!(
+        verdict(&policy, &Fake::get("/").bearer(&forged)),
+        BAD_SIGNATURE
+    );
+    // Two authorization headers, in either order.
+    assert_eq!(
+        verdict(&policy, &Fake::get("/").bearer(&token).bearer(&forged)),
+        BAD_SIGNATURE
+    );
+    assert_eq!(
+        verdict(&policy, &Fake::get("/").bearer(&forged).bearer(&token)),
+        BAD_SIGNATURE
+    );
+    // A valid header token and a forged cookie token.
+    let request = Fake::get("/")
+        .bearer(&token)
+        .header("cookie", format!("session={forged}"));
+    assert_eq!(verdict(&policy, &request), BAD_SIGNATURE);
+    // Two cookies of the name, in one cookie header or in two.
+    let request = Fake::get("/").header("cookie", format!("session={token}; session={forged}"));
+    assert_eq!(verdict(&policy, &request), BAD_SIGNATURE);
+    let request = Fake::get("/")
+        .header("cookie", format!("session={token}"))
+        .header("cookie", format!("a=1; session={forged}"));
+    assert_eq!(verdict(&policy, &request), BAD_SIGNATURE);
+    // Garbage beside a valid token.
+    let request = Fake::get("/")
+        .bearer(&token)
+        .header("authorization", "Bearer x");
+    assert_eq!(
+        verdict(&policy, &request),
+        (
+            Verdict::Unauthenticated,
+            Reason::Token(Rejection::Malformed)
+        )
+    );
+
+    // Every place holding a valid token: allowed, and every one is stripped.
+    let request = Fake::get("/")
+        .bearer(&token)
+        .bearer(&token)
+        .header("cookie", format!("a=1; session={token}"));
+    let evaluation = eval(&policy, &request);
+    assert_eq!(evaluation.verdict, Verdict::Allowed);
+    assert_eq!(
+        edits(&policy, &evaluation),
+        ["remove authorization", "remove cookie session"]
+    );
+}
+
+#[test]
+fn other_schemes_beside_a_bearer_token_are_no_excuse() {
+    let policy = policy(json!({
+        "jwt": jwt_config(json!({})),
+        "allow_missing": true,
+        "rules": {"allow": [{"paths": [{"prefix": "/public/"}]}]},
+    }));
+    let basic = "Basic dXNlcjpwdw==";
+    // Basic alone is no bearer token: anonymous, and the header is left to the upstream.
+    let request = Fake::get("/public/x").header("authorization", basic);
+    let evaluation = eval(&policy, &request);
+    assert_eq!(
+        (evaluation.verdict, evaluation.reason),
+        (Verdict::Allowed, Reason::AllowRule)
+    );
+    assert_eq!(edits(&policy, &evaluation), Vec::<String>::new());
+    // Basic, then a forged bearer token: the bearer token must verify.
+    let request = Fake::get("/public/x")
+        .header("authorization", basic)
+        .bearer(&forged());
+    assert_eq!(verdict(&policy, &request), BAD_SIGNATURE);
+    // Basic, then a valid one: authenticated, and the whole header is stripped.
+    let request = Fake::get("/public/x")
+        .header("authorization", basic)
+        .bearer(&token());
+    let evaluation = eval(&policy, &request);
+    assert_eq!(evaluation.verdict, Verdict::Allowed);
+    assert_eq!(edits(&policy, &evaluation), ["remove authorization"]);
+}
+
+#[test]
+fn forwarded_token_headers_keep_only_tokens() {
+    let policy = policy(json!({"jwt": jwt_config(json!({"forward_token": true}))}));
+    let token = token();
+    let request = Fake::get("/")
+        .header("authorization", "Basic dXNlcjpwdw==")
+        .bearer(&token);
+    let evaluation = eval(&policy, &request);
+    assert_eq!(evaluation.verdict, Verdict::Allowed);
+    assert_eq!(
+        edits(&policy, &evaluation),
+        ["keep tokens of authorization"]
+    );
+    assert!(policy.is_token_value("authorization", format!("bearer {token}").as_bytes()));
+    assert!(!policy.is_token_value("authorization", b"Basic dXNlcjpwdw=="));
+    assert!(!policy.is_token_value("x-other", format!("Bearer {token}").as_bytes()));
+    // Only tokens: nothing to edit.
+    let evaluation = eval(&policy, &Fake::get("/").bearer(&token).bearer(&token));
+    assert_eq!(evaluation.verdict, Verdict::Allowed);
+    assert_eq!(edits(&policy, &evaluation), Vec::<String>::new());
+}
+
+#[test]
+fn every_api_key_and_token_present_must_verify() {
+    let policy = policy(json!({
+        "jwt": jwt_config(json!({})),
+        "api_keys": {"keys": [{"name": "team-a", "sha256": sha256_hex(b"key-a")}]},
+    }));
+    let bad_key = (Verdict::Unauthenticated, Reason::BadApiKey);
+    let request = Fake::get("/")
+        .header("x-api-key", "key-a")
+        .header("x-api-key", "guess");
+    assert_eq!(verdict(&policy, &request), bad_key);
+    let request = Fake::get("/").bearer(&token()).header("x-api-key", "guess");
+    assert_eq!(verdict(&policy, &request), bad_key);
+    let request = Fake::get("/")
+        .bearer(&forged())
+        .header("x-api-key", "key-a");
+    assert_eq!(verdict(&policy, &request), BAD_SIGNATURE);
+    // Both valid: the token is the identity, and neither credential goes upstream.
+    let request = Fake::get("/").bearer(&token()).header("x-api-key", "key-a");
+    let evaluation = eval(&policy, &request);
+    assert_eq!(
+        (evaluation.verdict, evaluation.reason),
+        (Verdict::Allowed, Reason::Authenticated)
+    );
+    assert_eq!(
+        edits(&policy, &evaluation),
+        ["remove authorization", "remove x-api-key"]
+    );
+}
+
+#[test]
+fn several_header_values_match_as_one_joined_value() {
+    let policy = policy(json!({
+        "jwt": jwt_config(json!({})),
+        "rules": {
+            "deny": [
+                {"headers": [{"name": "x-team", "exact": "red,blue"}]},
+                {"headers": [{"name": "x-env", "exact": "prod"}]},
+            ],
+            "allow": [
+                {"headers": [{"name": "x-role", "exact": "admin"}]},
+                {"headers": [{"name": "x-role", "exact": "reader,auditor"}]},
+                {"headers": [{"name": "x-tier", "prefix": "gold"}]},
+            ],
+        },
+    }));
+    let token = token();
+    let with = |headers: &[(&str, &str)]| {
+        let mut request = Fake::get("/").bearer(&token);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        verdict(&policy, &request)
+    };
+    let allowed = (Verdict::Allowed, Reason::AllowRule);
+    let not_allowed = (Verdict::Denied, Reason::NoAllowRule);
+    let denied = (Verdict::Denied, Reason::DenyRule);
+    assert_eq!(with(&[("x-role", "admin")]), allowed);
+    // `user,admin` is not `admin`: a second value does not satisfy the allow rule.
+    assert_eq!(
+        with(&[("x-role", "user"), ("x-role", "admin")]),
+        not_allowed
+    );
+    assert_eq!(
+        with(&[("x-role", "admin"), ("x-role", "user")]),
+        not_allowed
+    );
+    assert_eq!(
+        with(&[("x-role", "admin"), ("x-role", "admin")]),
+        not_allowed
+    );
+    // Split or joined, the same value.
+    assert_eq!(
+        with(&[("x-role", "reader"), ("x-role", "auditor")]),
+        allowed
+    );
+    assert_eq!(with(&[("x-role", "reader,auditor")]), allowed);
+    assert_eq!(with(&[("x-tier", "gold"), ("x-tier", "x")]), allowed);
+    assert_eq!(with(&[("x-tier", "x"), ("x-tier", "gold")]), not_allowed);
+    // A deny rule sees the joined value, so splitting does not evade it...
+    assert_eq!(
+        with(&[("x-role", "admin"), ("x-team", "red"), ("x-team", "blue")]),
+        denied
+    );
+    // ...and any element of it, so adding a value (or an element) does not either.
+    assert_eq!(
+        with(&[("x-role", "admin"), ("x-env", "dev"), ("x-env", "prod")]),
+        denied
+    );
+    assert_eq!(with(&[("x-role", "admin"), ("x-env", "dev, prod")]), denied);
+    assert_eq!(
+        with(&[("x-role", "admin"), ("x-env", "production")]),
+        allowed
+    );
+    // Present/absent conditions are unchanged.
+    assert_eq!(with(&[("x-tier", "")]), not_allowed);
 }
