@@ -102,10 +102,13 @@ fn default_namespace() -> String {
     printcolumn = r#"{"name":"Rejected","type":"integer","description":"Selected proxies that refused it","jsonPath":".status.rollout.rejected"}"#,
     printcolumn = r#"{"name":"Serving","type":"integer","priority":1,"description":"The generation in service","jsonPath":".status.servingGeneration"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    validation = Rule::new("[has(self.spec.module.file), has(self.spec.module.url), has(self.spec.module.oci), has(self.spec.module.configMap)].filter(x, x).size() == 1").message("spec.module: give exactly one module source: url, oci or configMap"),
-    validation = Rule::new("!has(self.spec.module.file)").message("spec.module.file is for the directory source; in a cluster give url, oci or configMap"),
-    validation = Rule::new("has(self.spec.sha256) || has(self.spec.module.oci)").message("spec.sha256 is required for url and configMap modules (an OCI layer is named by its digest)"),
-    validation = Rule::new("!has(self.spec.pullSecret) || has(self.spec.module.oci)").message("spec.pullSecret only applies to oci modules"),
+    // Every rule names the field it is about (`fieldPath`, relative to the object) and why
+    // (`reason`), so `kubectl apply` says `spec.pullSecret: Forbidden: ...` rather than
+    // `<nil>: Invalid value: "object": ...`; the messages therefore do not repeat the field.
+    validation = Rule::new("[has(self.spec.module.file), has(self.spec.module.url), has(self.spec.module.oci), has(self.spec.module.configMap)].filter(x, x).size() == 1").message("give exactly one module source: url, oci or configMap").field_path(".spec.module"),
+    validation = Rule::new("!has(self.spec.module.file)").message("file is for definition files of the directory source; in a cluster give url, oci or configMap").field_path(".spec.module.file").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("has(self.spec.sha256) || has(self.spec.module.oci)").message("url and configMap modules need their sha256 digest (an OCI layer is named by its own)").field_path(".spec.sha256").reason(Reason::FieldValueRequired),
+    validation = Rule::new("!has(self.spec.pullSecret) || has(self.spec.module.oci)").message("only oci modules are pulled with a pull secret").field_path(".spec.pullSecret").reason(Reason::FieldValueForbidden),
 )]
 pub struct WasmFilterSpec {
     /// Where the module's bytes come from.

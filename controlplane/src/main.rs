@@ -91,6 +91,10 @@ struct Args {
     /// With `--source kubernetes`: how often `pullPolicy: Always` modules are fetched again.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     resync: Duration,
+    /// With `--source kubernetes`: how long after start a filter's status keeps what an
+    /// earlier run recorded while proxies resubscribe, rather than saying they have not yet.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    resubscribe_grace: Duration,
     #[command(flatten)]
     registry: RegistryArgs,
     /// gRPC address for proxies.
@@ -209,6 +213,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 namespace: args.namespace,
                 fetch: args.registry.fetch_options()?,
                 resync: args.resync,
+                resubscribe_grace: args.resubscribe_grace,
                 ..KubernetesOptions::default()
             };
             tracing::info!("watching WasmFilter resources");

@@ -149,3 +149,81 @@ fn the_schema_is_structural_with_status_printer_columns_and_validation() {
         );
     }
 }
+
+/// The schema node that `field_path` (`.a.b`, relative to `node`) names, if the schema has it.
+fn schema_at<'a>(node: &'a Value, field_path: &str) -> Option<&'a Value> {
+    let rest = field_path.strip_prefix('.')?;
+    rest.split('.')
+        .try_fold(node, |node, name| node["properties"].get(name))
+}
+
+/// Every CEL rule, wherever it is in `node`, with the schema node it is declared on.
+fn cel_rules<'a>(node: &'a Value, at: &str, rules: &mut Vec<(String, &'a Value, &'a Value)>) {
+    for rule in node["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        rules.push((at.to_owned(), node, rule));
+    }
+    if let Some(Value::Object(properties)) = node.get("properties") {
+        for (name, child) in properties {
+            cel_rules(child, &format!("{at}.{name}"), rules);
+        }
+    }
+    if let Some(items) = node.get("items") {
+        cel_rules(items, &format!("{at}[]"), rules);
+    }
+}
+
+/// A rule without `fieldPath` fails as `<nil>: Invalid value: "object": ...` in kubectl; with
+/// one, the API server names the field (`spec.pullSecret: Forbidden: ...`). It refuses a CRD
+/// whose `fieldPath` names no field of the schema, so each must resolve from where its rule
+/// is declared.
+#[test]
+fn every_cel_rule_names_the_field_it_is_about() {
+    let crd = serde_json::to_value(crd()).expect("json");
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut rules = Vec::new();
+    cel_rules(schema, "", &mut rules);
+    assert!(rules.len() >= 4, "{rules:#?}");
+    let mut paths = Vec::new();
+    for (at, node, rule) in rules {
+        let Some(field_path) = rule["fieldPath"].as_str() else {
+            panic!("the rule at {at:?} has no fieldPath: {rule:#}");
+        };
+        assert!(
+            schema_at(node, field_path).is_some(),
+            "the fieldPath {field_path:?} of the rule at {at:?} names no field of the schema"
+        );
+        if let Some(reason) = rule.get("reason") {
+            assert!(
+                [
+                    "FieldValueInvalid",
+                    "FieldValueForbidden",
+                    "FieldValueRequired",
+                    "FieldValueDuplicate"
+                ]
+                .contains(&reason.as_str().unwrap_or_default()),
+                "{rule:#}"
+            );
+        }
+        // The API server puts the field before the message; the message need not repeat it.
+        let message = rule["message"].as_str().expect("a message");
+        let field = format!("{at}{field_path}");
+        let field = field.trim_start_matches('.');
+        assert!(!message.contains(field), "{message:?} repeats {field}");
+        paths.push(field.to_owned());
+    }
+    for wanted in [
+        "spec.module",
+        "spec.module.file",
+        "spec.sha256",
+        "spec.pullSecret",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == wanted),
+            "{wanted} not in {paths:?}"
+        );
+    }
+}

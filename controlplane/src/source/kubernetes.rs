@@ -13,6 +13,17 @@
 //! `Ready` and `Degraded` conditions and the rollout figures over connected proxies (the
 //! README's Kubernetes section lists the reasons).
 //!
+//! A restarted control plane starts from the status each object already has (it comes with
+//! the listing): it knows what an earlier run had in service, but not yet what the proxies
+//! run, since they resubscribe over the next seconds. So it does not rewrite a filter still in
+//! service as `Resolving`, `RollingOut` or `NoSelectedProxies` just because it has not heard
+//! from the proxies yet: while it resolves the generation the status describes, and for
+//! [`KubernetesOptions::resubscribe_grace`] after start while proxies resubscribe, the recorded
+//! `Ready` condition and rollout figures stay until the proxies' reports say something
+//! (all selected proxies run it, or one refused it). A change of the object meanwhile is
+//! reported at once, and `servingGeneration` keeps naming the recorded generation until a new
+//! one is accepted.
+//!
 //! One control plane replica owns the status; running several would make them overwrite each
 //! other's rollout figures (there is no leader election yet).
 
@@ -53,6 +64,10 @@ pub struct KubernetesOptions {
     /// How long status writes wait for more changes, so a burst of proxy reports becomes one
     /// patch.
     pub status_delay: Duration,
+    /// How long after start the status of a generation that an earlier run recorded in service
+    /// waits for proxies to resubscribe and report before saying they have not (`RollingOut`,
+    /// `NoSelectedProxies`). Proxies retry every few seconds at most.
+    pub resubscribe_grace: Duration,
 }
 
 impl Default for KubernetesOptions {
@@ -63,6 +78,7 @@ impl Default for KubernetesOptions {
             resync: Duration::from_secs(300),
             retry: Duration::from_secs(5),
             status_delay: Duration::from_millis(100),
+            resubscribe_grace: Duration::from_secs(30),
         }
     }
 }
@@ -115,6 +131,7 @@ impl KubernetesSource {
             state,
             delay: options.status_delay,
             retry: options.retry,
+            grace_until: tokio::time::Instant::now() + options.resubscribe_grace,
             written: HashMap::new(),
         };
         Ok(Self {
@@ -149,6 +166,34 @@ struct Entry {
     retry_at: Option<tokio::time::Instant>,
     /// The next retry delay after a failed fetch.
     backoff: Duration,
+    /// What the object's status had in service when this control plane first saw it (an
+    /// earlier run wrote it): proxies run it until told otherwise.
+    restored: Option<Restored>,
+}
+
+/// The generation in service according to a status an earlier run wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Restored {
+    /// The generation that status describes.
+    observed_generation: Option<i64>,
+    /// The generation in service.
+    generation: i64,
+    /// Its module's digest.
+    sha256: String,
+    /// Its rollout figures.
+    rollout: Option<Rollout>,
+}
+
+impl Restored {
+    fn from_status(status: Option<&WasmFilterStatus>) -> Option<Self> {
+        let status = status?;
+        Some(Self {
+            observed_generation: status.observed_generation,
+            generation: status.serving_generation?,
+            sha256: status.serving_sha256.clone()?,
+            rollout: status.rollout.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -334,6 +379,7 @@ impl Controller {
                             resolving: Some(generation),
                             retry_at: None,
                             backoff: self.options.retry,
+                            restored: Restored::from_status(object.status.as_ref()),
                         },
                     );
                     Some(())
@@ -445,6 +491,11 @@ impl Controller {
                         message = %problem.message,
                         "WasmFilter refused; the previous good generation stays in service"
                     );
+                    // Nothing of this filter enters the catalog (this run never accepted a
+                    // generation of it), so whatever an earlier run had in service is gone.
+                    if entry.accepted.is_none() {
+                        entry.restored = None;
+                    }
                     // Fetches fail for reasons that pass (a registry down); the rest need a
                     // new spec, which the watch brings.
                     if problem.reason == "FetchFailed" {
@@ -600,6 +651,9 @@ struct StatusWriter {
     state: Arc<Mutex<State>>,
     delay: Duration,
     retry: Duration,
+    /// Until when proxies may still be resubscribing after start (see
+    /// [`KubernetesOptions::resubscribe_grace`]).
+    grace_until: tokio::time::Instant,
     /// The status last written per object (or found on it), to write only changes.
     written: HashMap<Key, WasmFilterStatus>,
 }
@@ -608,6 +662,7 @@ impl StatusWriter {
     async fn run(mut self, mut kicks: watch::Receiver<u64>) {
         let mut proxies = self.control_plane.subscribe_proxy_changes();
         let mut failed = false;
+        let mut grace_over = false;
         loop {
             let retry = async {
                 if failed {
@@ -620,6 +675,8 @@ impl StatusWriter {
                 changed = kicks.changed() => if changed.is_err() { return },
                 changed = proxies.changed() => if changed.is_err() { return },
                 () = retry => {}
+                // The statuses held while proxies resubscribed are due now.
+                () = tokio::time::sleep_until(self.grace_until), if !grace_over => grace_over = true,
             }
             // Let a burst of changes settle into one write per object.
             tokio::time::sleep(self.delay).await;
@@ -634,6 +691,7 @@ impl StatusWriter {
         let proxies = self.control_plane.proxies();
         let root = self.control_plane.root_namespace().to_owned();
         let now = SystemTime::now();
+        let resubscribing = tokio::time::Instant::now() < self.grace_until;
         let wanted: Vec<(Key, Arc<WasmFilterResource>, WasmFilterStatus)> = {
             let state = lock(&self.state);
             self.written
@@ -641,9 +699,13 @@ impl StatusWriter {
             state
                 .entries
                 .iter()
-                .map(|(key, entry)| {
+                .filter_map(|(key, entry)| {
                     let status = compute_status(entry, &proxies, &root, now);
-                    (key.clone(), entry.object.clone(), status)
+                    if keeps_recorded_status(entry, &status, resubscribing) {
+                        tracing::debug!(filter = %key, "keeping the recorded status until proxies report");
+                        return None;
+                    }
+                    Some((key.clone(), entry.object.clone(), status))
                 })
                 .collect()
         };
@@ -694,6 +756,48 @@ fn same_status(a: &WasmFilterStatus, b: &WasmFilterStatus) -> bool {
     strip(a) == strip(b)
 }
 
+/// Whether the status an earlier run recorded on the object should stay rather than `status`,
+/// because this run knows nothing new about the generation it has in service:
+///
+/// - that generation is the one being resolved again (the spec did not change meanwhile):
+///   this run has not even accepted it yet, but proxies run it;
+/// - or, while proxies may still be `resubscribing`, this run accepted that very generation
+///   and digest, and `status` says only that the selected proxies have not all reported
+///   (`RollingOut`) or not come back (`NoSelectedProxies`). Reports that every selected proxy
+///   runs it, or that one refused it, are written at once.
+///
+/// A new generation, a refusal or a changed digest is news, and written.
+fn keeps_recorded_status(entry: &Entry, status: &WasmFilterStatus, resubscribing: bool) -> bool {
+    let Some(restored) = &entry.restored else {
+        return false;
+    };
+    let generation = entry.object.metadata.generation.unwrap_or(0);
+    if entry
+        .problem
+        .as_ref()
+        .is_some_and(|p| p.generation == generation)
+    {
+        return false;
+    }
+    match &entry.accepted {
+        None => {
+            entry.resolving == Some(generation) && restored.observed_generation == Some(generation)
+        }
+        Some(accepted) => {
+            let ready = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| c.reason.as_str());
+            resubscribing
+                && entry.resolving.is_none()
+                && accepted.filter.generation == restored.generation
+                && accepted.filter.module_sha256 == restored.sha256
+                && matches!(ready, Some("RollingOut" | "NoSelectedProxies"))
+        }
+    }
+}
+
 /// The most proxy failures a status lists.
 const MAX_LISTED_FAILURES: usize = 10;
 
@@ -707,6 +811,10 @@ const MAX_LISTED_FAILURES: usize = 10;
 ///   `DigestMismatch`, `InvalidSource`, `InvalidSpec`, `ModuleInvalid`, `ConfigRejected`).
 /// - `Degraded` is `True` when something needs a human: the control plane or a proxy refused
 ///   the newest generation. Its message says which generation stays in service.
+/// - `servingGeneration` is the generation this run accepted; before it accepts one, the one
+///   an earlier run recorded (with its rollout figures), which proxies still run.
+///
+/// Whether to write it or keep the recorded status is [`keeps_recorded_status`]'s call.
 fn compute_status(
     entry: &Entry,
     proxies: &[ProxyStatus],
@@ -715,16 +823,26 @@ fn compute_status(
 ) -> WasmFilterStatus {
     let generation = entry.object.metadata.generation.unwrap_or(0);
     let previous = entry.object.status.as_ref();
-    let rollout = entry
-        .accepted
-        .as_ref()
-        .map(|accepted| rollout(&accepted.filter, proxies, root_namespace));
-    let serving = entry.accepted.as_ref().map(|a| &a.filter);
+    // What is in service: what this run accepted, or else what an earlier run recorded, which
+    // proxies run until this run publishes.
+    let (serving, rollout) = match (&entry.accepted, &entry.restored) {
+        (Some(accepted), _) => (
+            Some((
+                accepted.filter.generation,
+                accepted.filter.module_sha256.as_str(),
+            )),
+            Some(rollout(&accepted.filter, proxies, root_namespace)),
+        ),
+        (None, Some(restored)) => (
+            Some((restored.generation, restored.sha256.as_str())),
+            restored.rollout.clone(),
+        ),
+        (None, None) => (None, None),
+    };
     let in_service = match serving {
-        Some(f) => format!(
-            "generation {} (sha256 {}) stays in service",
-            f.generation,
-            short(&f.module_sha256)
+        Some((generation, sha256)) => format!(
+            "generation {generation} (sha256 {}) stays in service",
+            short(sha256)
         ),
         None => "no generation of this filter is in service".to_owned(),
     };
@@ -732,7 +850,11 @@ fn compute_status(
         .problem
         .as_ref()
         .filter(|p| p.generation == generation);
-    let current = serving.is_some_and(|f| f.generation == generation);
+    // Only a generation this run accepted has rollout figures of its own.
+    let current = entry
+        .accepted
+        .as_ref()
+        .is_some_and(|a| a.filter.generation == generation);
 
     let (ready, ready_reason, ready_message) = if let Some(p) = problem {
         (
@@ -751,7 +873,7 @@ fn compute_status(
         )
     } else {
         let r = rollout.as_ref().cloned().unwrap_or_default();
-        let f = serving.map(|f| short(&f.module_sha256)).unwrap_or_default();
+        let f = serving.map(|(_, sha256)| short(sha256)).unwrap_or_default();
         if r.rejected > 0 {
             let first = r
                 .failures
@@ -829,8 +951,8 @@ fn compute_status(
     WasmFilterStatus {
         observed_generation: Some(generation),
         conditions,
-        serving_generation: serving.map(|f| f.generation),
-        serving_sha256: serving.map(|f| f.module_sha256.clone()),
+        serving_generation: serving.map(|(generation, _)| generation),
+        serving_sha256: serving.map(|(_, sha256)| sha256.to_owned()),
         rollout,
     }
 }
@@ -975,6 +1097,7 @@ mod tests {
             resolving: None,
             retry_at: None,
             backoff: Duration::from_secs(1),
+            restored: None,
         }
     }
 
@@ -1208,5 +1331,111 @@ mod tests {
         assert_ne!(time(&moved, "Ready"), time(&first, "Ready"));
         assert_eq!(time(&moved, "Degraded"), time(&first, "Degraded"));
         assert!(!same_status(&first, &moved));
+    }
+
+    /// An entry as a restarted control plane has it: generation 1 with `SHA_1` rolled out to
+    /// one proxy, recorded by the earlier run; the object now at `generation`.
+    fn restored_entry(generation: i64) -> Entry {
+        let recorded = WasmFilterStatus {
+            observed_generation: Some(1),
+            conditions: Vec::new(),
+            serving_generation: Some(1),
+            serving_sha256: Some(SHA_1.to_owned()),
+            rollout: Some(Rollout {
+                selected: 1,
+                updated: 1,
+                rejected: 0,
+                failures: Vec::new(),
+            }),
+        };
+        let mut e = entry(generation, None, None);
+        Arc::make_mut(&mut e.object).status = Some(recorded.clone());
+        e.restored = Restored::from_status(Some(&recorded));
+        e.resolving = Some(generation);
+        e
+    }
+
+    #[test]
+    fn a_restart_keeps_the_recorded_status_until_proxies_report() {
+        let now = SystemTime::now();
+        let mut e = restored_entry(1);
+        assert_eq!(
+            e.restored
+                .as_ref()
+                .map(|r| (r.generation, r.sha256.as_str())),
+            Some((1, SHA_1))
+        );
+        // Resolving again the generation the status describes: nothing new to say, even
+        // once proxies had time to come back.
+        let status = compute_status(&e, &[], "weft-system", now);
+        assert_eq!(status.serving_generation, Some(1));
+        assert!(keeps_recorded_status(&e, &status, true));
+        assert!(keeps_recorded_status(&e, &status, false));
+
+        // Accepted again, the same digest: no proxy back yet, or not answered yet.
+        e.resolving = None;
+        e.accepted = Some(accepted(1, SHA_1));
+        let status = compute_status(&e, &[], "weft-system", now);
+        assert_eq!(ready(&status).1, "NoSelectedProxies");
+        assert!(keeps_recorded_status(&e, &status, true));
+        let waiting = [proxy("a", "shop", Some((1, SHA_1)), None)];
+        let status = compute_status(&e, &waiting, "weft-system", now);
+        assert_eq!(ready(&status), ("False", "RollingOut", ready(&status).2));
+        assert!(keeps_recorded_status(&e, &status, true));
+        // After the grace period that is what it is.
+        assert!(!keeps_recorded_status(&e, &status, false));
+
+        // Reports are news: all run it, or one refused it.
+        let acked = [proxy("a", "shop", Some((1, SHA_1)), Some(Ok(())))];
+        let status = compute_status(&e, &acked, "weft-system", now);
+        assert_eq!(ready(&status).1, "RolledOut");
+        assert!(!keeps_recorded_status(&e, &status, true));
+        let nacked = [proxy("a", "shop", Some((1, SHA_1)), Some(Err("no memory")))];
+        let status = compute_status(&e, &nacked, "weft-system", now);
+        assert_eq!(ready(&status).1, "ProxiesRejected");
+        assert!(!keeps_recorded_status(&e, &status, true));
+
+        // A different digest (a moved tag under `pullPolicy: Always`) is a new rollout.
+        e.accepted = Some(accepted(1, SHA_2));
+        let status = compute_status(&e, &waiting, "weft-system", now);
+        assert!(!keeps_recorded_status(&e, &status, true));
+
+        // A refusal of the recorded generation is news too.
+        let mut refused = restored_entry(1);
+        refused.resolving = None;
+        refused.problem = Some(Problem {
+            generation: 1,
+            reason: "FetchFailed",
+            message: "registry unreachable".to_owned(),
+        });
+        let status = compute_status(&refused, &[], "weft-system", now);
+        assert!(!keeps_recorded_status(&refused, &status, true));
+
+        // Objects no earlier run wrote a status for are reported as they are.
+        let fresh = entry(1, Some(accepted(1, SHA_1)), None);
+        let status = compute_status(&fresh, &waiting, "weft-system", now);
+        assert!(!keeps_recorded_status(&fresh, &status, true));
+    }
+
+    #[test]
+    fn a_spec_changed_during_a_restart_keeps_the_recorded_generation_in_service() {
+        let e = restored_entry(2);
+        let status = compute_status(&e, &[], "weft-system", SystemTime::now());
+        let (state, reason, message) = ready(&status);
+        assert_eq!((state, reason), ("False", "Resolving"));
+        assert!(
+            message.contains("generation 1 (sha256 111111111111) stays in service"),
+            "{message}"
+        );
+        assert_eq!(status.observed_generation, Some(2));
+        assert_eq!(status.serving_generation, Some(1));
+        assert_eq!(status.serving_sha256.as_deref(), Some(SHA_1));
+        assert_eq!(status.rollout.map(|r| r.updated), Some(1));
+        // A new generation is news: written at once.
+        assert!(!keeps_recorded_status(
+            &e,
+            &compute_status(&e, &[], "weft-system", SystemTime::now()),
+            true
+        ));
     }
 }

@@ -46,17 +46,29 @@ impl Cluster {
     /// [`start`](Self::start), fetching modules with `fetch`.
     async fn start_with(fetch: FetchOptions) -> Self {
         let api = FakeApiServer::start().await;
+        let options = KubernetesOptions {
+            fetch,
+            ..Self::options()
+        };
+        Self::start_on(api, "127.0.0.1:0".parse().expect("address"), options).await
+    }
+
+    /// The source's options in these tests: quick retries and status writes.
+    fn options() -> KubernetesOptions {
+        KubernetesOptions {
+            retry: Duration::from_millis(200),
+            status_delay: Duration::from_millis(20),
+            ..KubernetesOptions::default()
+        }
+    }
+
+    /// A control plane watching `api`, serving gRPC on `address`.
+    async fn start_on(api: FakeApiServer, address: SocketAddr, options: KubernetesOptions) -> Self {
         let control_plane = ControlPlane::new("weft-system");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = TcpListener::bind(address).await.expect("bind");
         let grpc = server::serve(&control_plane, listener, None)
             .await
             .expect("gRPC server");
-        let options = KubernetesOptions {
-            retry: Duration::from_millis(200),
-            status_delay: Duration::from_millis(20),
-            fetch,
-            ..KubernetesOptions::default()
-        };
         let source = KubernetesSource::start(api.client(), control_plane.clone(), options)
             .expect("kubernetes source");
         Self {
@@ -67,13 +79,40 @@ impl Cluster {
         }
     }
 
+    /// Stops the control plane (its source and gRPC server); the API server stays. Returns it
+    /// and the gRPC address, to start another control plane on.
+    async fn stop(self) -> (FakeApiServer, SocketAddr) {
+        let Self {
+            api,
+            control_plane: _,
+            grpc,
+            _source,
+        } = self;
+        drop(_source);
+        let address = grpc.local_addr();
+        grpc.shutdown().await;
+        (api, address)
+    }
+
     /// A proxy in namespace `default` labelled `app: shop`, subscribed to this control plane.
     async fn proxy(&self, upstream: SocketAddr, name: &str, state: &Path) -> TestProxy {
+        self.proxy_labelled(upstream, name, "{ app: shop }", state)
+            .await
+    }
+
+    /// A proxy in namespace `default` with `labels` (a YAML flow mapping).
+    async fn proxy_labelled(
+        &self,
+        upstream: SocketAddr,
+        name: &str,
+        labels: &str,
+        state: &Path,
+    ) -> TestProxy {
         let address = format!("http://{}", self.grpc.local_addr());
         start_proxy(&format!(
             "{}{}",
             crate::one_route(upstream, &[]),
-            weft_tests::control_plane::proxy_section(&address, name, "{ app: shop }", state, None)
+            weft_tests::control_plane::proxy_section(&address, name, labels, state, None)
         ))
         .await
         .expect("proxy")
@@ -485,9 +524,166 @@ async fn an_oci_module_behind_a_pull_secret_rolls_out() {
     );
 }
 
+/// A restarted control plane knows what the statuses say, but not yet what the proxies run:
+/// they resubscribe over the next moments. A filter still in service must not turn
+/// `Ready=False` or lose its `servingGeneration` meanwhile (a false outage for whoever alerts
+/// on `Ready` or runs `kubectl wait`).
+#[tokio::test]
+async fn a_control_plane_restart_keeps_the_status_of_filters_in_service() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let cluster = Cluster::start().await;
+    let module = std::fs::read(guests::CONFIG_ECHO).expect("module");
+    let sha = sha256_hex(&module);
+    cluster.put_module("greeter.wasm", &module);
+    let state = tempfile::tempdir().expect("state");
+    let _proxy = cluster.proxy(upstream.addr(), "shop-0", state.path()).await;
+    cluster.apply_filter("steady", greeter("greeter.wasm", &sha, "steady"));
+    cluster.apply_filter("changed", greeter("greeter.wasm", &sha, "before"));
+    let recorded = cluster
+        .wait_for_status("steady", |s| ready_because(s, "True", "RolledOut"))
+        .await;
+    cluster
+        .wait_for_status("changed", |s| ready_because(s, "True", "RolledOut"))
+        .await;
+
+    // The control plane goes away; meanwhile `changed` gets generation 2. A new one starts,
+    // with a grace period longer than this test, so only reports can change `steady`.
+    let (api, address) = cluster.stop().await;
+    api.apply_object(json!({
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": { "name": "changed", "namespace": "default" },
+        "spec": greeter("greeter.wasm", &sha, "after"),
+    }));
+    api.clear_requests();
+    let options = KubernetesOptions {
+        resubscribe_grace: Duration::from_secs(600),
+        ..Cluster::options()
+    };
+    let cluster = Cluster::start_on(api, address, options).await;
+
+    // shop-0 comes back, runs generation 2 of `changed`, and reports it runs both.
+    cluster
+        .wait_for_status("changed", |s| {
+            s["servingGeneration"] == 2 && ready_because(s, "True", "RolledOut")
+        })
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cluster.control_plane.proxies().iter().any(|p| {
+        p.identity.name == "shop-0"
+            && p.connected
+            && p.filters.iter().any(|f| f.name == "default/steady")
+            && p.last_report
+                .as_ref()
+                .is_some_and(|r| r.accepted && r.version == p.sent_version)
+    }) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "shop-0 never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the status writer catch up with that report.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // `steady` runs as recorded: its status was never written (not `Ready=False`, not
+    // without `servingGeneration`), so never said otherwise.
+    assert_eq!(status_patches(&cluster.api, "steady"), Vec::<Value>::new());
+    let steady = cluster
+        .api
+        .object(API_VERSION, KIND, "default", "steady")
+        .map(|o| o["status"].clone())
+        .unwrap_or_default();
+    assert_eq!(steady, recorded);
+    // `changed` got a new generation: rolling it out is news (Ready=False while it rolls is
+    // right), but generation 1 was in service until generation 2 was.
+    let changed = status_patches(&cluster.api, "changed");
+    assert!(!changed.is_empty());
+    for status in &changed {
+        assert_eq!(status["observedGeneration"], 2, "{status:#}");
+        assert!(
+            status["servingGeneration"] == 1 || status["servingGeneration"] == 2,
+            "{status:#}"
+        );
+    }
+}
+
+/// The statuses written to WasmFilter `default/<name>` (server-side apply patches).
+fn status_patches(api: &FakeApiServer, name: &str) -> Vec<Value> {
+    let path = format!("/apis/weft.dev/v1alpha1/namespaces/default/wasmfilters/{name}/status");
+    api.requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path == path)
+        .map(|r| r.body["status"].clone())
+        .collect()
+}
+
+/// After a restart, a filter whose proxies do not come back keeps its recorded status for the
+/// grace period; then its status says no connected proxy selects it, still in service
+/// (`Ready=True`, `servingGeneration` kept).
+#[tokio::test]
+async fn after_a_restart_a_filter_waits_for_its_proxies_for_the_grace_period() {
+    const GRACE: Duration = Duration::from_secs(2);
+    let upstream = Upstream::start().await.expect("upstream");
+    let cluster = Cluster::start().await;
+    let module = std::fs::read(guests::CONFIG_ECHO).expect("module");
+    let sha = sha256_hex(&module);
+    cluster.put_module("greeter.wasm", &module);
+    let state = tempfile::tempdir().expect("state");
+    let proxy = cluster.proxy(upstream.addr(), "shop-0", state.path()).await;
+    cluster.apply_filter("greeter", greeter("greeter.wasm", &sha, "hello"));
+    let recorded = cluster
+        .wait_for_status("greeter", |s| ready_because(s, "True", "RolledOut"))
+        .await;
+
+    // The control plane and the proxy go away; only the control plane comes back.
+    let (api, address) = cluster.stop().await;
+    proxy.shutdown().await;
+    api.clear_requests();
+    let restarted = tokio::time::Instant::now();
+    let options = KubernetesOptions {
+        resubscribe_grace: GRACE,
+        ..Cluster::options()
+    };
+    let cluster = Cluster::start_on(api, address, options).await;
+
+    // It publishes the filter again; the recorded status stays while the proxy may return.
+    let deadline = restarted + WAIT;
+    while cluster.control_plane.catalog().filters.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    if restarted.elapsed() < GRACE {
+        assert_eq!(status_patches(&cluster.api, "greeter"), Vec::<Value>::new());
+    } else {
+        eprintln!(
+            "publishing took {:?}, longer than the grace period: not checking it",
+            restarted.elapsed()
+        );
+    }
+
+    // Then what is true: no connected proxy selects it, and it is still in service.
+    let status = cluster
+        .wait_for_status("greeter", |s| ready_because(s, "True", "NoSelectedProxies"))
+        .await;
+    assert!(restarted.elapsed() >= GRACE);
+    assert_eq!(status["servingGeneration"], 1, "{status:#}");
+    assert_eq!(
+        status["servingSha256"], recorded["servingSha256"],
+        "{status:#}"
+    );
+    assert_eq!(status["rollout"]["selected"], 0, "{status:#}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let written = status_patches(&cluster.api, "greeter");
+    assert_eq!(written.len(), 1, "{written:#?}");
+    assert_eq!(written[0], status);
+}
+
 /// The scenario against a real API server: apply the CRD and a WasmFilter, see a proxy
-/// enforce it and the status report it, change the config and see it roll, and see the API
-/// server refuse a bad spec through the CRD's schema.
+/// enforce it and the status report it, change the config and see it roll, see the API
+/// server refuse bad specs through the CRD's schema and CEL rules (naming the field), and
+/// restart the control plane without the status saying the filter is not ready.
 ///
 /// Run with a cluster in `KUBECONFIG` (kind, minikube, or any cluster where you may create
 /// CRDs and namespaces):
@@ -581,15 +777,12 @@ async fn a_real_cluster_applies_rolls_and_reports() {
     let grpc = server::serve(&control_plane, listener, None)
         .await
         .expect("gRPC");
-    let _source = KubernetesSource::start(
-        client.clone(),
-        control_plane.clone(),
-        KubernetesOptions {
-            namespace: Some(namespace.clone()),
-            ..KubernetesOptions::default()
-        },
-    )
-    .expect("source");
+    let options = KubernetesOptions {
+        namespace: Some(namespace.clone()),
+        ..KubernetesOptions::default()
+    };
+    let source = KubernetesSource::start(client.clone(), control_plane.clone(), options.clone())
+        .expect("source");
     let upstream = Upstream::start().await.expect("upstream");
     let state = tempfile::tempdir().expect("state");
     let proxy = start_proxy(&format!(
@@ -669,6 +862,76 @@ async fn a_real_cluster_applies_rolls_and_reports() {
         .await
         .expect_err("the API server refuses an http:// module URL");
     eprintln!("refused as expected: {refused}");
+
+    // The CEL rules name the field they are about (their fieldPath), not `<nil>`.
+    let mut bad = apply("bad");
+    bad.spec.pull_secret = Some("regcred".to_owned());
+    let refused = filters
+        .patch(
+            "greeter",
+            &PatchParams::apply("weft-e2e"),
+            &Patch::Apply(&bad),
+        )
+        .await
+        .expect_err("the API server refuses a pullSecret for a ConfigMap module")
+        .to_string();
+    eprintln!("refused as expected: {refused}");
+    assert!(
+        refused.contains("spec.pullSecret: Forbidden") && !refused.contains("<nil>"),
+        "{refused}"
+    );
+    let mut bad = apply("bad");
+    bad.spec.sha256 = None;
+    let refused = filters
+        .patch(
+            "greeter",
+            &PatchParams::apply("weft-e2e"),
+            &Patch::Apply(&bad),
+        )
+        .await
+        .expect_err("the API server refuses a ConfigMap module without sha256")
+        .to_string();
+    eprintln!("refused as expected: {refused}");
+    assert!(refused.contains("spec.sha256: Required value"), "{refused}");
+
+    // A control plane restart: until the proxy reports to the new one, and after, the filter
+    // stays Ready with generation 2 in service.
+    drop(source);
+    let address = grpc.local_addr();
+    grpc.shutdown().await;
+    let control_plane = ControlPlane::new("weft-system");
+    let listener = TcpListener::bind(address).await.expect("bind again");
+    let _grpc = server::serve(&control_plane, listener, None)
+        .await
+        .expect("gRPC");
+    let _source =
+        KubernetesSource::start(client.clone(), control_plane.clone(), options).expect("source");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut reported_at = None;
+    loop {
+        let object = filters.get("greeter").await.expect("read the WasmFilter");
+        let status = serde_json::to_value(&object.status).expect("json");
+        assert!(
+            status["servingGeneration"] == 2 && ready_because(&status, "True", "RolledOut"),
+            "after the restart: {status:#}"
+        );
+        let reported = control_plane.proxies().iter().any(|p| {
+            p.connected
+                && p.last_report
+                    .as_ref()
+                    .is_some_and(|r| r.accepted && r.version == p.sent_version)
+        });
+        match reported_at {
+            None if reported => reported_at = Some(tokio::time::Instant::now()),
+            Some(at) if at.elapsed() > Duration::from_secs(2) => break,
+            _ => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the proxy never reported to the restarted control plane"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     namespaces
         .delete(&namespace, &DeleteParams::default())

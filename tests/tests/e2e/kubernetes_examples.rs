@@ -422,3 +422,264 @@ fn the_control_plane_deployment() {
         deployment["spec"]["template"]["metadata"]["labels"]
     );
 }
+
+/// The documents in a stream, split the way kubectl splits `kubectl apply -f` input
+/// (k8s.io/apimachinery's YAMLReader): at lines starting with `---` (followed by nothing or a
+/// comment), each chunk parsed on its own; chunks of only comments and blanks are skipped.
+/// Two manifests concatenated without a `---` between them are one chunk, in which the
+/// later keys win: one object where two were meant.
+fn kubectl_documents(stream: &str, what: &str) -> Vec<Value> {
+    let mut chunks = vec![String::new()];
+    for line in stream.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("---") {
+            let rest = rest.trim();
+            assert!(
+                rest.is_empty() || rest.starts_with('#'),
+                "{what}: kubectl refuses {line:?}"
+            );
+            chunks.push(String::new());
+        } else if let Some(chunk) = chunks.last_mut() {
+            chunk.push_str(line);
+        }
+    }
+    chunks
+        .iter()
+        .map(|chunk| {
+            serde_norway::from_str::<Value>(chunk)
+                .unwrap_or_else(|e| panic!("{what}: kubectl cannot parse {chunk:?}: {e}"))
+        })
+        .filter(|document| !document.is_null())
+        .collect()
+}
+
+/// The documents of one file, as a YAML parser reads them (every document, separators or not).
+fn file_documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).expect("readable");
+    serde_norway::Deserializer::from_str(&text)
+        .map(|document| Value::deserialize(document).expect("YAML"))
+        .filter(|document| !document.is_null())
+        .collect()
+}
+
+/// `Kind namespace/name` of each document.
+fn identities(documents: &[Value]) -> Vec<String> {
+    documents
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}/{}",
+                d["kind"].as_str().unwrap_or("?"),
+                d["metadata"]["namespace"].as_str().unwrap_or(""),
+                d["metadata"]["name"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+/// The README's shell blocks (```sh or ```bash) that run `kubectl apply`.
+fn readme_apply_blocks() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(DIR).join("README.md")).expect("README.md");
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match &mut current {
+            None if line == "```sh" || line == "```bash" => current = Some(String::new()),
+            None => {}
+            Some(block) if line == "```" => {
+                if block.contains("kubectl apply") {
+                    blocks.push(std::mem::take(block));
+                }
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+    }
+    blocks
+}
+
+/// Stands in for kubectl: `kubectl apply -f FILE|-` saves what kubectl would read in
+/// `$WEFT_APPLIED/N.yaml` (N counting from 0) and the argument in `N.arg`; every other
+/// command (`rollout status`, ...) does nothing.
+const KUBECTL: &str = r#"#!/bin/sh
+set -e
+[ "$1" = apply ] || exit 0
+if [ "$#" -ne 3 ] || [ "$2" != -f ]; then
+  echo "the test's kubectl knows only 'apply -f FILE' and 'apply -f -', not: $*" >&2
+  exit 2
+fi
+n=0
+while [ -e "$WEFT_APPLIED/$n.yaml" ]; do n=$((n + 1)); done
+printf '%s' "$3" > "$WEFT_APPLIED/$n.arg"
+if [ "$3" = - ]; then cat > "$WEFT_APPLIED/$n.yaml"; else cat -- "$3" > "$WEFT_APPLIED/$n.yaml"; fi
+"#;
+
+/// The README's `kubectl apply` commands, run as written from the repository root with a
+/// stand-in kubectl ([`KUBECTL`]): what each sends, split as kubectl splits it, is the
+/// documents it should be. In particular the filters, edited and concatenated into one stream,
+/// arrive as four WasmFilters, not one. Every manifest is applied by some command.
+#[test]
+fn the_readme_applies_every_manifest_as_its_documents() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let bin = scratch.path().join("bin");
+    let applied = scratch.path().join("applied");
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(&applied).expect("applied");
+    let kubectl = bin.join("kubectl");
+    std::fs::write(&kubectl, KUBECTL).expect("kubectl");
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let blocks = readme_apply_blocks();
+    assert!(!blocks.is_empty(), "no `kubectl apply` in the README");
+    for block in &blocks {
+        let output = Command::new("bash")
+            .args(["-e", "-u", "-o", "pipefail", "-c", block])
+            .current_dir(&root)
+            .env("PATH", &path)
+            .env("WEFT_APPLIED", &applied)
+            .output()
+            .expect("run bash");
+        assert!(
+            output.status.success(),
+            "the README's\n{block}\nfails: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    // What each `kubectl apply` sent, in order.
+    let mut sent = Vec::new();
+    for n in 0.. {
+        let yaml = applied.join(format!("{n}.yaml"));
+        if !yaml.exists() {
+            break;
+        }
+        let arg = std::fs::read_to_string(applied.join(format!("{n}.arg"))).expect("arg");
+        let stream = std::fs::read_to_string(&yaml).expect("stream");
+        let documents = kubectl_documents(&stream, &format!("kubectl apply -f {arg}"));
+        sent.push((arg, documents));
+    }
+
+    let mut covered = BTreeSet::new();
+    let filters_dir = Path::new(DIR).join("filters");
+    for (arg, documents) in &sent {
+        if arg == "-" {
+            // The filters, with the registry the cluster sees.
+            let mut wanted = Vec::new();
+            for path in yaml_files(&filters_dir) {
+                wanted.extend(file_documents(&path));
+                covered.insert(path);
+            }
+            assert_eq!(
+                identities(documents),
+                identities(&wanted),
+                "kubectl apply -f -"
+            );
+            assert_eq!(
+                documents.len(),
+                4,
+                "four filters: {:?}",
+                identities(documents)
+            );
+            for (document, want) in documents.iter().zip(&wanted) {
+                let oci = document["spec"]["module"]["oci"]
+                    .as_str()
+                    .unwrap_or_default();
+                let name = document["metadata"]["name"].as_str().unwrap_or_default();
+                assert_eq!(
+                    oci,
+                    want["spec"]["module"]["oci"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .replace("registry.example.com", "kind-registry:5000"),
+                    "{name}"
+                );
+                assert!(
+                    oci.starts_with("oci://kind-registry:5000/weft/"),
+                    "{name}: {oci}"
+                );
+                let mut edited = document.clone();
+                edited["spec"]["module"]["oci"] = want["spec"]["module"]["oci"].clone();
+                assert_eq!(&edited, want, "{name}: only the registry changes");
+            }
+        } else {
+            // A file, applied as is: kubectl reads the documents a YAML parser does.
+            let path = root.join(arg);
+            let wanted = file_documents(&path);
+            assert!(!wanted.is_empty(), "{arg}: no documents");
+            assert_eq!(documents, &wanted, "kubectl apply -f {arg}");
+            covered.insert(Path::new(DIR).join(arg.trim_start_matches("examples/kubernetes/")));
+        }
+    }
+    let kinds = |arg: &str| -> Vec<String> {
+        sent.iter()
+            .filter(|(a, _)| a == arg)
+            .flat_map(|(_, d)| {
+                d.iter()
+                    .map(|d| d["kind"].as_str().unwrap_or("?").to_owned())
+            })
+            .collect()
+    };
+    assert_eq!(
+        kinds("examples/kubernetes/crd.yaml"),
+        ["CustomResourceDefinition"]
+    );
+    assert_eq!(
+        kinds("examples/kubernetes/rbac.yaml"),
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding"
+        ]
+    );
+    assert_eq!(
+        kinds("examples/kubernetes/controlplane.yaml"),
+        ["Deployment", "Service"]
+    );
+    assert_eq!(
+        kinds("examples/kubernetes/app.yaml"),
+        ["ConfigMap", "Deployment", "Service"]
+    );
+    assert_eq!(kinds("-"), ["WasmFilter"; 4]);
+    let all: BTreeSet<PathBuf> = yaml_files(Path::new(DIR)).into_iter().collect();
+    let missing: Vec<_> = all.difference(&covered).collect();
+    assert!(missing.is_empty(), "the README applies none of {missing:?}");
+}
+
+/// Every manifest starts a document of its own, so any of them concatenated in any order (as
+/// `cat *.yaml | kubectl apply -f -` or a loop without separators would) are still the
+/// documents they are one by one.
+#[test]
+fn every_manifest_is_safe_to_concatenate() {
+    let files = yaml_files(Path::new(DIR));
+    let mut stream = String::new();
+    let mut wanted = Vec::new();
+    for path in files.iter().rev() {
+        let text = std::fs::read_to_string(path).expect("readable");
+        assert!(
+            text.starts_with("---\n"),
+            "{}: start it with `---` so it can follow another manifest",
+            path.display()
+        );
+        assert!(
+            text.ends_with('\n'),
+            "{}: end it with a newline",
+            path.display()
+        );
+        let documents = kubectl_documents(&text, &path.display().to_string());
+        assert_eq!(documents, file_documents(path), "{}", path.display());
+        wanted.extend(documents);
+        stream.push_str(&text);
+    }
+    assert_eq!(kubectl_documents(&stream, "all manifests"), wanted);
+}
