@@ -198,17 +198,17 @@ fn heavy_regex(c: &mut Criterion) {
             b.iter_batched_ref(
                 || head.clone(),
                 |head| {
-                    let verdict = filter
-                        .on_request_headers(&mut lease, head, &info)
-                        .expect("the filter never fails");
+                    let verdict = weft_proxy::runtime::block_on(
+                        filter.on_request_headers(&mut lease, head, &info),
+                    )
+                    .expect("the filter never fails");
                     assert!(matches!(verdict, Verdict::Continue));
                     black_box(&head);
                 },
                 BatchSize::SmallInput,
             );
             let mut probe = head.clone();
-            filter
-                .on_request_headers(&mut lease, &mut probe, &info)
+            weft_proxy::runtime::block_on(filter.on_request_headers(&mut lease, &mut probe, &info))
                 .expect("the filter never fails");
             assert_eq!(probe.upstream.as_deref(), Some(upstream), "{name}");
         });

@@ -22,8 +22,8 @@ pub use client::{
 pub use grpc::{EchoClient, EchoReply, EchoRequest, EchoService, echo_client};
 pub use metrics::{Scrape, scrape};
 pub use proxy::{
-    CONFIG_FILE, TestProxy, error_chain, proxy_config_error, proxy_start_error, start_proxy,
-    startup_error,
+    CONFIG_FILE, SingleThreadProxy, TestProxy, error_chain, proxy_config_error, proxy_start_error,
+    start_proxy, startup_error,
 };
 pub use upstream::{GarbageUpstream, Seen, SilentUpstream, Upstream, closed_addr};
 /// The filter harness, as filter authors use it.

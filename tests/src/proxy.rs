@@ -161,3 +161,106 @@ pub fn error_chain(error: &dyn StdError) -> String {
     }
     message
 }
+
+/// A proxy serving on a thread of its own with a current-thread runtime: what
+/// `weft-proxy --workers 1` runs, so a test can load it from other threads and see what one
+/// worker does under that load.
+pub struct SingleThreadProxy {
+    listeners: Vec<(String, SocketAddr)>,
+    admin: Option<SocketAddr>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+impl std::fmt::Debug for SingleThreadProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SingleThreadProxy")
+            .field("listeners", &self.listeners)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SingleThreadProxy {
+    /// Writes `yaml` to a config file and starts the proxy on a new thread; returns once it
+    /// serves.
+    pub fn start(yaml: &str) -> anyhow::Result<Self> {
+        let (dir, config_path) = write_config(yaml)?;
+        let config = Config::load(&config_path)
+            .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))
+            .with_context(|| format!("loading the config:\n{yaml}"))?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("weft-proxy-worker".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow::anyhow!(e)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match Proxy::start(config).await {
+                        Ok(running) => {
+                            let addrs = (
+                                ["inbound", "outbound"]
+                                    .iter()
+                                    .filter_map(|n| {
+                                        running.listener_addr(n).map(|a| (n.to_string(), a))
+                                    })
+                                    .collect::<Vec<_>>(),
+                                running.admin_addr(),
+                            );
+                            let _ = ready_tx.send(Ok(addrs));
+                            let _ = stopped.await;
+                            running.shutdown().await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(anyhow::anyhow!("{}", error_chain(&e))));
+                        }
+                    }
+                });
+            })?;
+        let (listeners, admin) = ready_rx
+            .recv()
+            .context("the proxy thread ended before serving")??;
+        Ok(Self {
+            listeners,
+            admin,
+            stop: Some(stop),
+            thread: Some(thread),
+            _dir: dir,
+        })
+    }
+
+    /// The address of the listener named `inbound`.
+    pub fn addr(&self) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == "inbound")
+            .map(|(_, a)| *a)
+            .expect("the proxy has a listener named inbound")
+    }
+
+    /// The admin address.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+            .expect("the proxy has no admin address: add `admin: { address: 127.0.0.1:0 }`")
+    }
+}
+
+impl Drop for SingleThreadProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

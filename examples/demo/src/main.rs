@@ -140,6 +140,14 @@ async fn main() -> anyhow::Result<()> {
         "denied: route `admin` needs a JWT and this request has none",
     )
     .await?;
+    show(
+        &client,
+        addr,
+        "/docs/..//%61dmin",
+        &[],
+        "denied too: the proxy normalizes the path before routing, so `/docs/..//%61dmin` is `/admin` to routes, filters and the upstream",
+    )
+    .await?;
     let bearer = format!("Bearer {}", token("alice")?);
     show(
         &client,
@@ -410,6 +418,10 @@ async fn show(
     what: &str,
 ) -> anyhow::Result<()> {
     let mut curl = String::from("curl -i");
+    if path.contains("/.") || path.contains('%') || path.contains("//") {
+        // curl would normalize the path itself.
+        curl.push_str(" --path-as-is");
+    }
     for (name, value) in headers {
         let shown = if value.len() > 40 {
             format!("{}…", &value[..40])

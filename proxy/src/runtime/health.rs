@@ -53,8 +53,10 @@ pub(crate) struct Health {
     origin: Instant,
     caps: FilterCaps,
     metrics: FilterHealthMetrics,
-    /// Overruns since the last call that finished in time.
-    overruns: AtomicU32,
+    /// Per hook (in `Hook::index` order): overruns since its last call that
+    /// finished in time. Per hook, so that a spinning request hook is not excused by the
+    /// quick response hooks of the same requests.
+    overruns: [AtomicU32; 4],
     /// Milliseconds since `origin` until which the breaker is open; 0: closed.
     open_until: AtomicU64,
     /// How many times in a row the breaker opened (the backoff's exponent).
@@ -72,7 +74,7 @@ impl Health {
             origin: Instant::now(),
             caps,
             metrics,
-            overruns: AtomicU32::new(0),
+            overruns: Default::default(),
             open_until: AtomicU64::new(0),
             openings: AtomicU32::new(0),
             in_progress: AtomicU32::new(0),
@@ -114,16 +116,19 @@ impl Health {
         open_until != 0 && self.now_ms() < open_until
     }
 
-    /// Whether a call overran since the last one that finished in time (the breaker may be
-    /// open or half open).
-    pub(crate) fn troubled(&self) -> bool {
-        self.overruns.load(Ordering::Relaxed) != 0
+    /// Whether a call of `hook` overran since the last one that finished in time (the
+    /// breaker may be open or half open).
+    pub(crate) fn troubled(&self, hook: usize) -> bool {
+        self.overruns
+            .get(hook)
+            .is_some_and(|o| o.load(Ordering::Relaxed) != 0)
     }
 
-    /// A call ran past its budget. Returns the open time when this overrun opened the
-    /// breaker (the caller logs it once).
-    pub(crate) fn overran(&self) -> Option<Duration> {
-        let overruns = self.overruns.fetch_add(1, Ordering::AcqRel) + 1;
+    /// A call of `hook` ran past its budget. Returns the open time when this overrun opened
+    /// the breaker (the caller logs it once).
+    pub(crate) fn overran(&self, hook: usize) -> Option<Duration> {
+        let counter = self.overruns.get(hook)?;
+        let overruns = counter.fetch_add(1, Ordering::AcqRel) + 1;
         if overruns < BREAKER_THRESHOLD || self.breaker_open() {
             return None;
         }
@@ -140,12 +145,22 @@ impl Health {
         Some(open_for)
     }
 
-    /// A call finished within its budget. Returns true when that closed the breaker.
-    pub(crate) fn finished_in_time(&self) -> bool {
-        if self.overruns.load(Ordering::Relaxed) == 0 {
+    /// A call of `hook` finished within its budget. Returns true when that closed the
+    /// breaker (no hook is overrunning any more).
+    pub(crate) fn finished_in_time(&self, hook: usize) -> bool {
+        match self.overruns.get(hook) {
+            Some(counter) if counter.load(Ordering::Relaxed) != 0 => {
+                counter.store(0, Ordering::Release);
+            }
+            _ => return false,
+        }
+        if self
+            .overruns
+            .iter()
+            .any(|o| o.load(Ordering::Relaxed) >= BREAKER_THRESHOLD)
+        {
             return false;
         }
-        self.overruns.store(0, Ordering::Release);
         let was_open = self.openings.swap(0, Ordering::AcqRel) > 0;
         self.open_until.store(0, Ordering::Release);
         if was_open {
@@ -222,15 +237,18 @@ mod tests {
     fn the_breaker_opens_after_consecutive_overruns_and_closes_after_a_good_call() {
         let h = health(FilterCaps::default());
         for _ in 1..BREAKER_THRESHOLD {
-            assert_eq!(h.overran(), None);
+            assert_eq!(h.overran(0), None);
+            // Another hook of the same requests finishing in time excuses nothing.
+            assert!(!h.finished_in_time(2));
             assert!(h.check_breaker().is_ok());
         }
-        assert_eq!(h.overran(), Some(BREAKER_BASE));
+        assert_eq!(h.overran(0), Some(BREAKER_BASE));
         assert_eq!(h.check_breaker(), Err(ShortCircuit::BreakerOpen));
-        // A call in time (a probe after the backoff) closes it.
-        assert!(h.finished_in_time());
+        // A call of the overrunning hook in time (a probe after the backoff) closes it.
+        assert!(!h.finished_in_time(2));
+        assert!(h.finished_in_time(0));
         assert!(h.check_breaker().is_ok());
-        assert!(!h.finished_in_time(), "already closed");
+        assert!(!h.finished_in_time(0), "already closed");
     }
 
     #[test]
@@ -239,7 +257,7 @@ mod tests {
         let mut seen = Vec::new();
         for _ in 0..10 {
             for _ in 0..BREAKER_THRESHOLD {
-                if let Some(open_for) = h.overran() {
+                if let Some(open_for) = h.overran(1) {
                     seen.push(open_for);
                 }
             }

@@ -181,7 +181,7 @@ impl Hook {
         Hook::ResponseBody,
     ];
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Hook::Configure | Hook::RequestHeaders => 0,
             Hook::RequestBody => 1,
@@ -858,15 +858,16 @@ impl LoadedFilter {
                 Err(self.failure(hook, e, panic))
             }
         };
-        self.record_health(&outcome);
+        self.record_health(hook, &outcome);
         outcome
     }
 
     /// Feed the breaker, and say when it opens or closes.
-    fn record_health(&self, outcome: &Result<Verdict, FilterFailure>) {
+    fn record_health(&self, hook: Hook, outcome: &Result<Verdict, FilterFailure>) {
+        let index = hook.index();
         match outcome {
             Err(f) if f.kind == FailureKind::Timeout => {
-                if let Some(open_for) = self.health.overran() {
+                if let Some(open_for) = self.health.overran(index) {
                     tracing::warn!(
                         filter = &*self.name,
                         open_for_ms = u64::try_from(open_for.as_millis()).unwrap_or(u64::MAX),
@@ -877,14 +878,12 @@ impl LoadedFilter {
                     );
                 }
             }
-            _ if self.health.troubled() => {
-                if self.health.finished_in_time() {
-                    tracing::info!(
-                        filter = &*self.name,
-                        "filter \"{}\" finished a call within its time budget: calling it again",
-                        self.name
-                    );
-                }
+            _ if self.health.troubled(index) && self.health.finished_in_time(index) => {
+                tracing::info!(
+                    filter = &*self.name,
+                    "filter \"{}\" finished a call within its time budget: calling it again",
+                    self.name
+                );
             }
             _ => {}
         }

@@ -31,6 +31,11 @@ struct Args {
     /// The `weft-proxy` binary.
     #[arg(long, default_value = "target/release/weft-proxy")]
     proxy: PathBuf,
+    /// Another `weft-proxy` binary (say, main's before a change) measured as `base-0` and
+    /// `base-4` in the same interleaved rounds, so a change is judged against noise that hit
+    /// both alike.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// The nginx binary (default: `nginx` on PATH, then /usr/sbin/nginx).
     #[arg(long)]
     nginx: Option<PathBuf>,
@@ -143,7 +148,11 @@ struct Subject {
 fn run(args: &Args) -> anyhow::Result<()> {
     let machine = machine(); // before pinning narrows what this process sees
     let pinning = pin();
-    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let wanted = |name: &str| {
+        args.only.is_empty()
+            || args.only.iter().any(|o| o == name)
+            || (name.starts_with("base-") && args.baseline.is_some())
+    };
     let work = tempfile::tempdir()?;
     let upstream = BytesUpstream::start(BODY_LEN)?;
     eprintln!(
@@ -193,12 +202,36 @@ fn run(args: &Args) -> anyhow::Result<()> {
             "weft, 16 no-op filters, 1 worker".into(),
         ),
     ];
-    for (name, filters, what) in weft_configs {
+    let baseline: Vec<(&'static str, String, String)> = match &args.baseline {
+        None => Vec::new(),
+        Some(path) => {
+            if !path.is_file() {
+                bail!("--baseline {}: no such file", path.display());
+            }
+            vec![
+                (
+                    "base-0",
+                    " []".into(),
+                    format!("the baseline binary ({}), no filters", path.display()),
+                ),
+                (
+                    "base-4",
+                    four_filters(),
+                    format!("the baseline binary ({}), the four policy filters", path.display()),
+                ),
+            ]
+        }
+    };
+    for (name, filters, what) in weft_configs.into_iter().chain(baseline) {
         if !wanted(name) {
             continue;
         }
+        let binary = match (name.starts_with("base-"), &args.baseline) {
+            (true, Some(path)) => path,
+            _ => &args.proxy,
+        };
         let (server, addr) = start_weft(
-            &args.proxy,
+            binary,
             work.path(),
             name,
             &filters,
@@ -988,6 +1021,42 @@ impl Report {
         };
         let four = self.target("weft-4");
         let nginx = self.target("nginx").filter(|t| !t.rounds.is_empty());
+        let cpu = |name: &str| {
+            self.target(name)
+                .and_then(|t| t.cpu_us_per_request)
+                .map(|s| s.median)
+        };
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+        goal(
+            "weft-0 CPU per request ≤ 1.0× nginx's",
+            ratio(cpu("weft-0"), cpu("nginx")),
+            None,
+            &|x| format!("{x:.2}×"),
+            &|x| x <= 1.0,
+        );
+        goal(
+            "weft-4 CPU per request ≤ 1.3× weft-0's",
+            ratio(cpu("weft-4"), cpu("weft-0")),
+            None,
+            &|x| format!("{x:.2}×"),
+            &|x| x <= 1.3,
+        );
+        if self.target("base-0").is_some() {
+            goal(
+                "weft-0 CPU per request ≤ the baseline's (base-0)",
+                ratio(cpu("weft-0"), cpu("base-0")),
+                None,
+                &|x| format!("{x:.2}×"),
+                &|x| x <= 1.0,
+            );
+            goal(
+                "weft-4 CPU per request ≤ the baseline's (base-4)",
+                ratio(cpu("weft-4"), cpu("base-4")),
+                None,
+                &|x| format!("{x:.2}×"),
+                &|x| x <= 1.0,
+            );
+        }
         goal(
             "weft-4 throughput ≥ 1.0× nginx",
             four.and_then(|t| t.rps_vs_nginx),

@@ -40,21 +40,14 @@ async fn get_raw(addr: SocketAddr, target: &str) -> String {
     .await
 }
 
-/// The value of counter `name` with every label in `labels`, from the proxy's `/metrics`.
+/// The sum of the samples `name` with every label in `labels`, from the proxy's `/metrics`
+/// (0 when there is none).
 async fn metric(admin: SocketAddr, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = weft_tests::get(admin, "/metrics", &[])
+    weft_tests::scrape(admin)
         .await
         .expect("metrics")
-        .text();
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .value(name, labels)
+        .unwrap_or(0.0)
 }
 
 /// Two routes on one listener: `admin` (prefix `/admin`) behind a filter that answers every

@@ -14,6 +14,7 @@ pub(crate) mod token_bucket;
 pub(crate) mod wasi;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
@@ -26,7 +27,6 @@ pub use self::log::{LogLevel, LogSink};
 use self::metrics::InstanceMetrics;
 pub use self::random::{Entropy, OsEntropy, SeededEntropy};
 use self::token_bucket::{BucketFamily, TokenBuckets};
-use super::EPOCH_TICK;
 use super::health::Health;
 use crate::metrics::FilterMetricRegistry;
 
@@ -115,17 +115,18 @@ impl WasiView for HostState {
 /// The time budget of the current call, kept by the epoch callback.
 ///
 /// A plain call's deadline is its whole budget: the first callback ends it. A call on a
-/// fiber gets a callback every tick; each one adds the time since the previous one to what
-/// the guest ran, unless that gap was long enough to mean the call sat waiting to be resumed
-/// (the guest only runs a moment between being resumed and the next tick's callback), then
-/// yields the thread, or ends the call once the budget is spent or the filter's breaker
-/// opened.
+/// fiber gets a callback every tick; each adds the time the guest ran since it last started
+/// (the call's start, or its resumption after the last yield: the yield's future records
+/// it), then yields the thread, or ends the call once the budget is spent or the filter's
+/// breaker opened. Time spent waiting to be resumed is not the guest's.
 #[derive(Debug)]
 pub(crate) struct CallBudget {
     yielding: bool,
     limit: Duration,
     ran: Duration,
-    last: Instant,
+    origin: Instant,
+    /// When the guest last started running, in nanoseconds since `origin`.
+    running_since: Arc<AtomicU64>,
     /// How many times the current call yielded.
     pub(crate) yields: u32,
 }
@@ -136,22 +137,26 @@ impl Default for CallBudget {
             yielding: false,
             limit: Duration::ZERO,
             ran: Duration::ZERO,
-            last: Instant::now(),
+            origin: Instant::now(),
+            running_since: Arc::new(AtomicU64::new(0)),
             yields: 0,
         }
     }
 }
 
 impl CallBudget {
+    fn since_origin(origin: Instant, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// A call begins.
     pub(crate) fn start(&mut self, limit: Duration, yielding: bool, now: Instant) {
-        *self = Self {
-            yielding,
-            limit,
-            ran: Duration::ZERO,
-            last: now,
-            yields: 0,
-        };
+        self.yielding = yielding;
+        self.limit = limit;
+        self.ran = Duration::ZERO;
+        self.yields = 0;
+        self.running_since
+            .store(Self::since_origin(self.origin, now), Ordering::Relaxed);
     }
 
     /// The epoch deadline was reached: what the guest does next.
@@ -160,16 +165,27 @@ impl CallBudget {
             return UpdateDeadline::Interrupt;
         }
         let now = Instant::now();
-        let gap = now.saturating_duration_since(self.last);
-        if gap <= EPOCH_TICK * 2 {
-            self.ran += gap;
-        }
-        self.last = now;
+        let since = self.running_since.load(Ordering::Relaxed);
+        let ran = Self::since_origin(self.origin, now).saturating_sub(since);
+        self.ran += Duration::from_nanos(ran);
         if self.ran >= self.limit || health.breaker_open() {
             return UpdateDeadline::Interrupt;
         }
         self.yields += 1;
-        UpdateDeadline::Yield(1)
+        let running_since = self.running_since.clone();
+        let origin = self.origin;
+        // tokio's `yield_now` lets the scheduler poll its I/O driver before resuming this task,
+        // so a yielding guest cannot starve the connections that share its worker.
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                running_since.store(
+                    Self::since_origin(origin, Instant::now()),
+                    Ordering::Relaxed,
+                );
+            }),
+        )
     }
 }
 
