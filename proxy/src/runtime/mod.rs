@@ -16,7 +16,7 @@
 //!
 //! Two ways to call, chosen per filter: a plain call on the worker thread, the warm path; and a
 //! call on a fiber (`call_async`) that yields the thread at every epoch tick, for a filter seen
-//! to run longer than a tick. A fiber costs ~0.2 µs per call (measured: a trivial export, 42 ns
+//! to run past its budget or longer than 10 ms. A fiber costs ~0.2 µs per call (measured: a trivial export, 42 ns
 //! plain, 240 ns on a fiber), which well-behaved filters never pay; a filter that spins holds a
 //! worker at most once, for one budget, before its calls start yielding. Its budget counts the
 //! time its guest code runs, not the time it waits to be resumed. See [`health`] for the
@@ -58,8 +58,11 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// The time `configure` may take on a new instance.
 const CONFIGURE_BUDGET: Duration = Duration::from_secs(1);
 
-/// After a call ran past one tick, this many calls of the filter run on a fiber, yielding
-/// every tick; each that finishes without yielding counts one down.
+/// After a call held its thread this long (or ran out of budget), this many calls of the
+/// filter run on a fiber, yielding every tick; each that finishes without yielding counts one
+/// down. Ten ticks, not one: a plain call that a busy machine merely preempted for a few
+/// milliseconds should not put a healthy filter on the slower path.
+const LONG_CALL: Duration = Duration::from_millis(10);
 const YIELDING_CALLS: u32 = 1000;
 
 /// Settings for a [`Runtime`].
@@ -557,11 +560,15 @@ macro_rules! call_export {
             match $instance.load_yielding($module) {
                 Err(e) => Err(e),
                 Ok(()) => match &$instance.yielding {
+                    // Boxed: the fiber call's future is large, and every hook call's future
+                    // would carry its size (and copy it) even when the call is plain.
                     Some(exports) => {
-                        exports
-                            .weft_filter_handler()
-                            .$call(&mut $instance.store, $($arg),*)
-                            .await
+                        Box::pin(
+                            exports
+                                .weft_filter_handler()
+                                .$call(&mut $instance.store, $($arg),*),
+                        )
+                        .await
                     }
                     None => Err(wasmtime::format_err!("fiber exports missing")),
                 },
@@ -834,8 +841,10 @@ impl LoadedFilter {
         let state = instance.store.data_mut();
         let yields = state.budget.yields;
         state.call.clear();
-        if !yielding && elapsed > EPOCH_TICK {
-            // It held this thread past a tick: its next calls yield.
+        let overran =
+            matches!(&result, Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt));
+        if !yielding && (elapsed > LONG_CALL || overran) {
+            // It held this thread too long: its next calls yield.
             self.yielding_calls.store(YIELDING_CALLS, Ordering::Relaxed);
         } else if yielding && yields == 0 {
             let left = self.yielding_calls.load(Ordering::Relaxed);

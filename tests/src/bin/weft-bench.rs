@@ -217,7 +217,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 (
                     "base-4",
                     four_filters(),
-                    format!("the baseline binary ({}), the four policy filters", path.display()),
+                    format!(
+                        "the baseline binary ({}), the four policy filters",
+                        path.display()
+                    ),
                 ),
             ]
         }
