@@ -207,10 +207,4 @@ impl ControlPlane {
     }
 }
 
-/// Locks `mutex`, recovering from poisoning: the data are plain status records that a
-/// panicking holder cannot leave half-updated in a way that matters.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+pub(crate) use weft_runtime::lock;

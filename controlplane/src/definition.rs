@@ -40,7 +40,8 @@ use std::time::Duration;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use weft_proxy::config::{ConfigError, error_at, filter_limits, parse_size, parse_yaml};
+use weft_runtime::policy::limits as filter_limits;
+use weft_yaml::{ConfigError, error_at, parse_size, parse_yaml};
 
 /// The API group and version of a definition, as written in `apiVersion`.
 pub const API_VERSION: &str = "weft.dev/v1alpha1";

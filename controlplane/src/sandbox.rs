@@ -8,9 +8,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use weft_proxy::config::{FailurePolicy as ProxyFailurePolicy, Isolation, filter_limits};
-use weft_proxy::metrics::Metrics;
-use weft_proxy::runtime::{FilterSpec, LoadError, Module, Runtime, RuntimeOptions};
+use weft_runtime::metrics::FilterMetrics;
+use weft_runtime::policy::limits as filter_limits;
+use weft_runtime::{
+    FailurePolicy as ProxyFailurePolicy, FilterSpec, Isolation, LoadError, Module, Runtime,
+    RuntimeOptions,
+};
 
 use crate::control_plane::lock;
 use crate::definition::FilterSettings;
@@ -60,11 +63,11 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// A sandbox with its own engine; compiled modules are kept in memory only.
     pub fn new() -> Result<Self, String> {
-        let options = RuntimeOptions {
-            cache_dir: None,
-            ..RuntimeOptions::default()
-        };
-        let runtime = Runtime::new(options, Arc::new(Metrics::new())).map_err(|e| e.to_string())?;
+        let runtime = Runtime::new(
+            RuntimeOptions::without_cache(),
+            Arc::new(FilterMetrics::new()),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 runtime,

@@ -32,7 +32,7 @@ pub enum BuildError {
     /// cargo could not be started.
     #[error("cannot run cargo to build {package}: {source}")]
     Spawn {
-        /// The package.
+        /// The cargo package that was being built.
         package: String,
         /// What failed.
         source: std::io::Error,
@@ -43,7 +43,7 @@ pub enum BuildError {
          {TARGET}`):\n{stderr}"
     )]
     Failed {
-        /// The package.
+        /// The cargo package that was being built.
         package: String,
         /// cargo's error output.
         stderr: String,
@@ -51,7 +51,7 @@ pub enum BuildError {
     /// cargo succeeded but the component is not where it should be.
     #[error("cargo built {package} but {} is missing: is its crate-type `cdylib`?", path.display())]
     Missing {
-        /// The package.
+        /// The cargo package that was being built.
         package: String,
         /// Where the component should be.
         path: PathBuf,

@@ -19,14 +19,14 @@ use tokio::net::TcpListener;
 use weft_proxy::config::Config;
 use weft_proxy::{Proxy, RunningProxy};
 
-/// One filter of the chain, as under `filters:` in the proxy's config.
+/// One filter of the chain, as under `filters:` in the proxy's config (`name`, `module`,
+/// `config`).
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct ChainFilter {
-    /// Its name.
     pub name: String,
-    /// Its component.
+    /// The component's path.
     pub wasm: String,
-    /// Its config.
     pub config: serde_json::Value,
 }
 
@@ -43,8 +43,8 @@ impl ChainFilter {
 
 /// A request as the upstream received it.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct Seen {
-    /// Its method.
     pub method: http::Method,
     /// Path and query.
     pub path: String,
@@ -54,12 +54,11 @@ pub struct Seen {
 
 /// What the client got.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct Reply {
-    /// The status.
     pub status: StatusCode,
-    /// The headers.
     pub headers: HeaderMap,
-    /// The body.
+    /// The whole body.
     pub body: Bytes,
 }
 

@@ -27,10 +27,19 @@
 //!
 //! For several filters together over real HTTP, [`chain::ChainHarness`] starts a real proxy and
 //! a recording upstream in-process on `127.0.0.1:0`.
+//!
+//! The crate also holds the filter author's command line, `weft`: `weft filter new` creates a
+//! filter crate ([`scaffold`]), `weft filter test` runs YAML cases on a built filter
+//! ([`cases`]).
 
 mod build;
+pub mod cases;
 pub mod chain;
+mod harness;
+pub mod scaffold;
+mod scrape;
 
 pub use build::{BuildError, build_crate};
+pub use harness::*;
+pub use scrape::{MissingSample, Scrape};
 pub use serde_json;
-pub use weft_proxy::harness::*;

@@ -86,40 +86,25 @@
 //! Parsing happens in two steps: serde reads the file into the private `Raw*` structs, which
 //! reject unknown keys and wrong types; then [`Config::from_yaml`] converts those into the public
 //! types, parsing durations, sizes and addresses and checking every cross-reference. Errors
-//! from the second step are located by walking the YAML again (see `locate`).
+//! from the second step are located by walking the YAML again (see [`weft_yaml::locate`]).
 
-mod locate;
+mod raw;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use self::raw::RawConfig;
 use self::validate::Context;
+pub use weft_runtime::policy::{Direction, FailurePolicy, Isolation, limits as filter_limits};
+pub use weft_yaml::ConfigError;
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
-
-/// What one filter may be given, wherever it is defined: the config file, a control plane
-/// snapshot, or a control plane definition.
-pub mod filter_limits {
-    use std::ops::RangeInclusive;
-    use std::time::Duration;
-
-    /// A hook call's time budget when none is given.
-    pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_millis(50);
-    /// The largest time budget (budgets must also be more than 0).
-    pub const MAX_TIME_BUDGET: Duration = Duration::from_secs(10);
-    /// An instance's linear memory limit when none is given: 32 MiB.
-    pub const DEFAULT_MAX_MEMORY: u64 = 32 << 20;
-    /// The memory limits allowed: 1 MiB to 4 GiB.
-    pub const MAX_MEMORY_RANGE: RangeInclusive<u64> = (1 << 20)..=(4 << 30);
-}
 
 /// The whole configuration file, validated.
 #[derive(Debug, Clone)]
@@ -288,17 +273,6 @@ pub struct ListenerConfig {
     pub routes: Vec<RouteConfig>,
 }
 
-/// Which way a listener's traffic flows relative to the application next to the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Clients calling the application. The default.
-    #[default]
-    Inbound,
-    /// The application calling other services.
-    Outbound,
-}
-
 /// One WebAssembly filter in a listener's chain.
 #[derive(Debug, Clone)]
 pub struct FilterConfig {
@@ -317,38 +291,6 @@ pub struct FilterConfig {
     /// The most linear memory one instance may use (key `max_memory`). Default 32 MiB;
     /// between 1 MiB and 4 GiB.
     pub max_memory_bytes: usize,
-}
-
-/// What happens to a request when its filter traps, runs out of time or reports an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailurePolicy {
-    /// Reject the request. The default.
-    #[default]
-    FailClosed,
-    /// Skip the filter and go on.
-    FailOpen,
-}
-
-impl FailurePolicy {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailurePolicy::FailClosed => "fail_closed",
-            FailurePolicy::FailOpen => "fail_open",
-        }
-    }
-}
-
-/// How filter instances relate to requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Isolation {
-    /// Instances are reused across requests. The default.
-    #[default]
-    Pooled,
-    /// Every request gets a fresh instance.
-    PerRequest,
 }
 
 /// Which requests go to which upstream, and per-route filter changes.
@@ -451,42 +393,6 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
-/// A configuration file that could not be read or is not valid.
-///
-/// Displays as `file:line:column: field: message`; the line and column are left out when
-/// unknown, and the field when the problem is with the file as a whole.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ConfigError {
-    /// The file, as given to [`Config::load`] or [`Config::from_yaml`].
-    pub file: PathBuf,
-    /// 1-based line of the offending value.
-    pub line: Option<usize>,
-    /// 1-based column of the offending value, in characters.
-    pub column: Option<usize>,
-    /// Path to the offending field, like `listeners[0].routes[1].upstream`; empty for the
-    /// document itself.
-    pub field: String,
-    /// What is wrong, and how to fix it.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(column) = self.column {
-                write!(f, ":{column}")?;
-            }
-        }
-        f.write_str(": ")?;
-        if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
 impl Config {
     /// Reads and validates the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -507,262 +413,13 @@ impl Config {
     /// file, pass `Path::new("<inline>")`: relative paths then start at the working directory.
     pub fn from_yaml(src: &str, origin: &Path) -> Result<Config, ConfigError> {
         let cx = Context::new(src, origin);
-        let raw: RawConfig =
-            serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(src))
-                .map_err(|err| cx.serde_error(err))?;
+        let raw: RawConfig = cx.parse()?;
         cx.config(raw)
     }
 
     /// The upstream called `name`.
     pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.upstreams.iter().find(|upstream| upstream.name == name)
-    }
-}
-
-/// Parse YAML text from `origin` into `T`, with errors that name the file, line, column and
-/// field as config errors do (used for the filter test-case files and the control plane's
-/// filter definitions too).
-pub fn parse_yaml<T: serde::de::DeserializeOwned>(
-    src: &str,
-    origin: &Path,
-) -> Result<T, ConfigError> {
-    let cx = Context::new(src, origin);
-    serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(src))
-        .map_err(|err| cx.serde_error(err))
-}
-
-/// An error about the value at `keys` (mapping keys from the document's root) in the YAML
-/// text `src` from `origin`, located at that value's line and column (or the nearest parent
-/// present). For checks made after [`parse_yaml`] succeeded.
-pub fn error_at(
-    src: &str,
-    origin: &Path,
-    keys: &[&str],
-    message: impl Into<String>,
-) -> ConfigError {
-    let field = keys
-        .iter()
-        .fold(locate::FieldPath::root(), |path, key| path.key(key));
-    Context::new(src, origin).error(&field, message)
-}
-
-/// Parse a size: `123`, `123B`, `64KiB`, `16MiB`, `1GiB` (powers of 1024). The error says
-/// what is wrong, without the value.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    validate::parse_size(text)
-}
-
-// The file as serde sees it. Values that need parsing (durations, sizes, addresses) stay
-// strings here so that `Context` can report them with the field path and position. The
-// `expecting` texts appear in "invalid type" messages, so they describe the YAML.
-
-#[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with the keys `listeners` and `upstreams`"
-)]
-struct RawConfig {
-    admin: Option<RawAdmin>,
-    cache_dir: Option<PathBuf>,
-    #[serde(default)]
-    limits: RawLimits,
-    #[serde(default)]
-    listeners: Vec<RawListener>,
-    #[serde(default)]
-    upstreams: Vec<RawUpstream>,
-    control_plane: Option<RawControlPlane>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with the key `address`")]
-struct RawControlPlane {
-    address: String,
-    name: Option<String>,
-    namespace: Option<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    state_dir: Option<PathBuf>,
-    tls: Option<RawClientTls>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with `ca`, `cert` and `key`"
-)]
-struct RawClientTls {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with the key `address`")]
-struct RawAdmin {
-    address: String,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping of size limits")]
-struct RawLimits {
-    max_request_header_bytes: Option<RawSize>,
-    max_request_body_bytes: Option<RawSize>,
-    max_buffered_body_bytes: Option<RawSize>,
-    max_connections: Option<u64>,
-    request_head_timeout: Option<String>,
-    idle_timeout: Option<String>,
-    http2_max_concurrent_streams: Option<u64>,
-    http2_keepalive_interval: Option<String>,
-    http2_keepalive_timeout: Option<String>,
-    http2_max_premature_resets: Option<u64>,
-    max_concurrent_calls_per_filter: Option<u64>,
-    max_active_delays_per_filter: Option<u64>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with `normalize`, `merge_slashes` and/or `escaped_slashes`"
-)]
-struct RawPaths {
-    normalize: Option<bool>,
-    merge_slashes: Option<bool>,
-    escaped_slashes: Option<EscapedSlashes>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a listener: a mapping with `name`, `address` and `routes`"
-)]
-struct RawListener {
-    name: String,
-    address: String,
-    #[serde(default)]
-    direction: Direction,
-    #[serde(default)]
-    paths: RawPaths,
-    #[serde(default)]
-    filters: Vec<RawFilter>,
-    #[serde(default)]
-    routes: Vec<RawRoute>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a filter: a mapping with `name` and `module`"
-)]
-struct RawFilter {
-    name: String,
-    module: PathBuf,
-    config: Option<serde_json::Value>,
-    #[serde(default)]
-    failure_policy: FailurePolicy,
-    time_budget: Option<String>,
-    #[serde(default)]
-    isolation: Isolation,
-    max_memory: Option<RawSize>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a route: a mapping with `name` and `upstream`"
-)]
-struct RawRoute {
-    name: String,
-    #[serde(rename = "match", default)]
-    matcher: RawMatch,
-    upstream: String,
-    timeout: Option<String>,
-    #[serde(default)]
-    filters: BTreeMap<String, RawOverride>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with `path` and/or `headers`"
-)]
-struct RawMatch {
-    path: Option<RawPathMatch>,
-    #[serde(default)]
-    headers: Vec<RawHeaderMatch>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with one of `exact` or `prefix`"
-)]
-struct RawPathMatch {
-    exact: Option<String>,
-    prefix: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with `name` and one of `exact`, `prefix` or `present`"
-)]
-struct RawHeaderMatch {
-    name: String,
-    exact: Option<String>,
-    prefix: Option<String>,
-    present: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with `disabled: true` or `config`"
-)]
-struct RawOverride {
-    disabled: Option<bool>,
-    config: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an upstream: a mapping with `name` and `endpoints`"
-)]
-struct RawUpstream {
-    name: String,
-    #[serde(default)]
-    endpoints: Vec<String>,
-    #[serde(default)]
-    protocol: UpstreamProtocol,
-    connect_timeout: Option<String>,
-    timeout: Option<String>,
-}
-
-/// A size as written: `16MiB` or a plain number of bytes, kept as text until it is parsed.
-struct RawSize(String);
-
-impl<'de> Deserialize<'de> for RawSize {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = RawSize;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a size, like 16MiB, or a number of bytes")
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<RawSize, E> {
-                Ok(RawSize(v.to_string()))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<RawSize, E> {
-                Ok(RawSize(v.to_string()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<RawSize, E> {
-                Ok(RawSize(v.to_string()))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<RawSize, E> {
-                Ok(RawSize(v.to_owned()))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
     }
 }
 

@@ -10,13 +10,35 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Where a request flows, one module per step:
+//! `server` accepts the connection and reads the request → `normalize` settles its path and
+//! authority → `route` picks the route → `exchange` runs the route's `chain` of filters
+//! (request hooks), sends it `upstream`, and runs the response hooks → `respond` writes
+//! every response the proxy produces itself. The filters run on `weft-runtime`.
+//!
+//! Around it: `lifecycle` (load, bind, serve, shut down), `build` (compile modules,
+//! configure filters, build route tables), `reload` (the config file and control plane
+//! updates, swapped in without dropping a request), `control` (the control plane client),
+//! `admin` (`/metrics`, `/ready`), [`config`] and [`metrics`].
 
 pub mod config;
-pub mod harness;
 pub mod metrics;
-mod proxy;
-pub mod runtime;
-pub mod scaffold;
 pub mod telemetry;
 
-pub use crate::proxy::{Error, Loaded, Proxy, ProxyBody, RunningProxy};
+mod admin;
+pub(crate) mod body;
+mod build;
+mod chain;
+mod control;
+mod exchange;
+mod lifecycle;
+mod normalize;
+mod reload;
+mod respond;
+mod route;
+mod server;
+mod upstream;
+
+pub use crate::body::ProxyBody;
+pub use crate::lifecycle::{Error, Loaded, Proxy, RunningProxy};

@@ -180,7 +180,7 @@ pub struct LocalResponse {
     pub status: u16,
     /// Header fields, in order. The proxy sets `content-length` itself.
     pub headers: Vec<(String, Vec<u8>)>,
-    /// The body.
+    /// The body, sent as is.
     pub body: Vec<u8>,
 }
 

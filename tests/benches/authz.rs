@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use weft_proxy::runtime::{Lease, LoadedFilter, RequestHead, Runtime, Verdict};
+use weft_runtime::{Directives, Lease, LoadedFilter, RequestHead, Runtime, Verdict};
 use weft_tests::bench;
 
 #[path = "../fixtures/authz/sign.rs"]
@@ -66,9 +66,12 @@ fn authz(c: &mut Criterion) {
             let mut lease = Lease::default();
             c.bench_function(&format!("authz/jwt/{name}/{cache}"), |b| {
                 b.iter(|| {
-                    let verdict = weft_proxy::runtime::block_on(
-                        filter.on_request_headers(&mut lease, &mut head, &info),
-                    )
+                    let verdict = weft_runtime::block_on(filter.on_request_headers(
+                        &mut lease,
+                        &mut head,
+                        &mut Directives::default(),
+                        &info,
+                    ))
                     .expect("authz never fails");
                     assert!(matches!(verdict, Verdict::Continue));
                     black_box(&head);
@@ -95,9 +98,12 @@ fn authz(c: &mut Criterion) {
     let mut lease = Lease::default();
     c.bench_function("authz/api-key", |b| {
         b.iter(|| {
-            let verdict = weft_proxy::runtime::block_on(
-                api_keys.on_request_headers(&mut lease, &mut head, &info),
-            )
+            let verdict = weft_runtime::block_on(api_keys.on_request_headers(
+                &mut lease,
+                &mut head,
+                &mut Directives::default(),
+                &info,
+            ))
             .expect("authz never fails");
             assert!(matches!(verdict, Verdict::Continue));
             black_box(&head);

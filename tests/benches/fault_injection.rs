@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use weft_proxy::runtime::{Lease, Verdict};
+use weft_runtime::{Directives, Lease, Verdict};
 use weft_tests::bench;
 
 fn no_fault(c: &mut Criterion) {
@@ -58,13 +58,19 @@ fn no_fault(c: &mut Criterion) {
         let filter = bench::load(&runtime, &format!("f{i}"), wasm, &config);
         // Ten ordinary headers and no `x-weft-fault-*` header.
         let mut head = bench::request("/api/users/7?verbose=1", &[("x-user", "alice")]);
-        head.upstream = Some("backend".into());
+        let mut directives = Directives {
+            upstream: Some("backend".into()),
+            ..Directives::default()
+        };
         let mut lease = Lease::default();
         group.bench_function(label, |b| {
             b.iter(|| {
-                let verdict = weft_proxy::runtime::block_on(
-                    filter.on_request_headers(&mut lease, &mut head, &info),
-                )
+                let verdict = weft_runtime::block_on(filter.on_request_headers(
+                    &mut lease,
+                    &mut head,
+                    &mut directives,
+                    &info,
+                ))
                 .expect("the filter never fails");
                 assert!(matches!(verdict, Verdict::Continue | Verdict::Respond(_)));
                 black_box(&head);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use weft_proxy::runtime::{Lease, LoadedFilter, RequestHead, Verdict};
+use weft_runtime::{Directives, Lease, LoadedFilter, RequestHead, Verdict};
 use weft_tests::bench;
 
 fn config() -> serde_json::Value {
@@ -60,9 +60,15 @@ fn request(path: &'static str, extra: &[(&'static str, &'static str)]) -> Reques
     let headers: Vec<_> = std::iter::once(agent)
         .chain(extra.iter().copied())
         .collect();
-    let mut head = bench::request(path, &headers);
-    head.upstream = Some("app".into());
-    head
+    bench::request(path, &headers)
+}
+
+/// The route's upstream, `app`, until the router chooses another.
+fn directives() -> Directives {
+    Directives {
+        upstream: Some("app".into()),
+        ..Directives::default()
+    }
 }
 
 fn header_router(c: &mut Criterion) {
@@ -114,9 +120,12 @@ fn header_router(c: &mut Criterion) {
             b.iter_batched_ref(
                 || head.clone(),
                 |head| {
-                    let verdict = weft_proxy::runtime::block_on(
-                        filter.on_request_headers(&mut lease, head, &info),
-                    )
+                    let verdict = weft_runtime::block_on(filter.on_request_headers(
+                        &mut lease,
+                        head,
+                        &mut directives(),
+                        &info,
+                    ))
                     .expect("the filter never fails");
                     assert!(matches!(verdict, Verdict::Continue));
                     black_box(&head);
@@ -125,9 +134,15 @@ fn header_router(c: &mut Criterion) {
             );
             // Check the case routes where it says, on a copy outside the measurement.
             let mut probe = head.clone();
-            weft_proxy::runtime::block_on(filter.on_request_headers(&mut lease, &mut probe, &info))
-                .expect("the filter never fails");
-            assert_eq!(probe.upstream.as_deref(), Some(upstream), "{name}");
+            let mut chosen = directives();
+            weft_runtime::block_on(filter.on_request_headers(
+                &mut lease,
+                &mut probe,
+                &mut chosen,
+                &info,
+            ))
+            .expect("the filter never fails");
+            assert_eq!(chosen.upstream.as_deref(), Some(upstream), "{name}");
         });
     }
 }
@@ -198,9 +213,12 @@ fn heavy_regex(c: &mut Criterion) {
             b.iter_batched_ref(
                 || head.clone(),
                 |head| {
-                    let verdict = weft_proxy::runtime::block_on(
-                        filter.on_request_headers(&mut lease, head, &info),
-                    )
+                    let verdict = weft_runtime::block_on(filter.on_request_headers(
+                        &mut lease,
+                        head,
+                        &mut directives(),
+                        &info,
+                    ))
                     .expect("the filter never fails");
                     assert!(matches!(verdict, Verdict::Continue));
                     black_box(&head);
@@ -208,9 +226,15 @@ fn heavy_regex(c: &mut Criterion) {
                 BatchSize::SmallInput,
             );
             let mut probe = head.clone();
-            weft_proxy::runtime::block_on(filter.on_request_headers(&mut lease, &mut probe, &info))
-                .expect("the filter never fails");
-            assert_eq!(probe.upstream.as_deref(), Some(upstream), "{name}");
+            let mut chosen = directives();
+            weft_runtime::block_on(filter.on_request_headers(
+                &mut lease,
+                &mut probe,
+                &mut chosen,
+                &info,
+            ))
+            .expect("the filter never fails");
+            assert_eq!(chosen.upstream.as_deref(), Some(upstream), "{name}");
         });
     }
 }

@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use weft_proxy::runtime::{Lease, Verdict};
+use weft_runtime::{Directives, Lease, Verdict};
 use weft_tests::bench;
 
 fn hook_call(c: &mut Criterion) {
@@ -25,9 +25,12 @@ fn hook_call(c: &mut Criterion) {
     let mut lease = Lease::default();
     c.bench_function("on_request_headers/warm/read-one-header", |b| {
         b.iter(|| {
-            let verdict = weft_proxy::runtime::block_on(
-                filter.on_request_headers(&mut lease, &mut head, &info),
-            )
+            let verdict = weft_runtime::block_on(filter.on_request_headers(
+                &mut lease,
+                &mut head,
+                &mut Directives::default(),
+                &info,
+            ))
             .expect("noop never fails");
             assert!(matches!(verdict, Verdict::Continue));
             black_box(&head);

@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use weft_proxy::runtime::{Lease, LoadedFilter, Runtime, Verdict};
+use weft_runtime::{Directives, Lease, LoadedFilter, Runtime, Verdict};
 use weft_tests::bench;
 
 /// A limit that never runs out during the bench (a refill of a billion tokens a millisecond).
@@ -52,14 +52,18 @@ fn rate_limit(c: &mut Criterion) {
     for (i, (case, config)) in cases.into_iter().enumerate() {
         let filter = load(&runtime, &format!("rl{i}"), config);
         let mut head = bench::request("/api/users/7?verbose=1", &[("x-tenant", "acme")]);
+        let mut directives = Directives::default();
         let mut lease = Lease::default();
         c.bench_function(&format!("rate_limit/warm/{case}"), |b| {
             b.iter(|| {
                 // The filter adds quota headers to the response; start each call clean.
-                head.response_headers.clear();
-                let verdict = weft_proxy::runtime::block_on(
-                    filter.on_request_headers(&mut lease, &mut head, &info),
-                )
+                directives.response_headers.clear();
+                let verdict = weft_runtime::block_on(filter.on_request_headers(
+                    &mut lease,
+                    &mut head,
+                    &mut directives,
+                    &info,
+                ))
                 .expect("the filter never fails");
                 assert!(matches!(verdict, Verdict::Continue));
                 black_box(&head);
@@ -82,9 +86,12 @@ fn rate_limit(c: &mut Criterion) {
     let mut lease = Lease::default();
     c.bench_function("rate_limit/warm/limited-429", |b| {
         b.iter(|| {
-            let verdict = weft_proxy::runtime::block_on(
-                filter.on_request_headers(&mut lease, &mut head, &info),
-            )
+            let verdict = weft_runtime::block_on(filter.on_request_headers(
+                &mut lease,
+                &mut head,
+                &mut Directives::default(),
+                &info,
+            ))
             .expect("the filter never fails");
             black_box(verdict);
         })

@@ -6,19 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
-use weft_proxy::config::{Direction, FailurePolicy, Isolation};
-use weft_proxy::metrics::Metrics;
-use weft_proxy::runtime::{
-    FilterSpec, LoadedFilter, RequestHead, RequestInfo, Runtime, RuntimeOptions,
+use weft_runtime::metrics::FilterMetrics;
+use weft_runtime::{
+    Direction, FailurePolicy, FilterSpec, Isolation, LoadedFilter, RequestHead, RequestInfo,
+    Runtime, RuntimeOptions,
 };
 
 /// A runtime as the proxy builds it, minus the on-disk compilation cache.
 pub fn runtime() -> Runtime {
-    let options = RuntimeOptions {
-        cache_dir: None,
-        ..RuntimeOptions::default()
-    };
-    Runtime::new(options, Arc::new(Metrics::new())).expect("runtime")
+    Runtime::new(
+        RuntimeOptions::without_cache(),
+        Arc::new(FilterMetrics::new()),
+    )
+    .expect("runtime")
 }
 
 /// The guest at `wasm` (one of [`crate::guests`]) configured with `config` as filter `name`,
@@ -64,7 +64,6 @@ pub fn request(path: &'static str, extra: &[(&'static str, &str)]) -> RequestHea
         uri: Uri::from_static(path),
         version: Version::HTTP_11,
         headers,
-        ..RequestHead::default()
     }
 }
 

@@ -1,7 +1,6 @@
 //! Starting the proxy from a YAML string, the way an operator would: the YAML goes into a file
 //! that `Config::load` reads, so config errors name a real file, line and column.
 
-use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -147,20 +146,7 @@ fn write_config(yaml: &str) -> anyhow::Result<(TempDir, PathBuf)> {
 }
 
 /// `error` and its sources, joined by `: `, so assertions see the whole story.
-pub fn error_chain(error: &dyn StdError) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Many errors already print their source; don't say it twice.
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
-}
+pub use weft_runtime::error_chain;
 
 /// A proxy serving on a thread of its own with a current-thread runtime: what
 /// `weft-proxy --workers 1` runs, so a test can load it from other threads and see what one

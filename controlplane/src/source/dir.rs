@@ -22,7 +22,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use weft_proxy::config::error_at;
+use weft_yaml::error_at;
 
 use crate::catalog::{Catalog, CatalogFilter, SourceError};
 use crate::control_plane::lock;

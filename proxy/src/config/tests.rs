@@ -1,3 +1,6 @@
+//! The config file's tests: one per rule and message, with the YAML that breaks it. Long
+//! because the rules are many; each test is independent.
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -1,97 +1,50 @@
 //! Turning the raw file into typed config: parsing values, checking references, and saying
 //! where in the file each problem is.
+//!
+//! Longer than most files here, on purpose: one `Context` method per section of the file, in
+//! file order, so that every rule the config obeys and the message that explains it are in one
+//! place to read.
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::locate::{FieldPath, Locator, Mark};
+use super::raw::*;
 use super::*;
+use weft_yaml::{Document, FieldPath, Locator, Mark, format_size, parse_size};
 
 /// One conversion from raw to typed config: knows the file, and finds positions on demand.
 pub(super) struct Context<'a> {
-    file: &'a Path,
+    doc: Document<'a>,
     base_dir: &'a Path,
-    src: &'a str,
-    /// Built only when an error needs a position: a valid file is parsed once.
-    locator: OnceCell<Locator>,
 }
 
 type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
 impl<'a> Context<'a> {
     pub(super) fn new(src: &'a str, file: &'a Path) -> Self {
-        let base_dir = file.parent().unwrap_or(Path::new(""));
         Self {
-            file,
-            base_dir,
-            src,
-            locator: OnceCell::new(),
+            doc: Document::new(src, file),
+            base_dir: file.parent().unwrap_or(Path::new("")),
         }
     }
 
     fn locator(&self) -> &Locator {
-        self.locator.get_or_init(|| Locator::new(self.src))
+        self.doc.locator()
     }
 
     fn error_at(&self, mark: Option<Mark>, field: &FieldPath, message: String) -> ConfigError {
-        ConfigError {
-            file: self.file.to_owned(),
-            line: mark.map(|m| m.line),
-            column: mark.map(|m| m.column),
-            field: field.to_string(),
-            message,
-        }
+        self.doc.error_at(mark, field, message)
     }
 
     /// An error about the value at `field`, located in the source.
     pub(super) fn error(&self, field: &FieldPath, message: impl Into<String>) -> ConfigError {
-        self.error_at(self.locator().nearest(field), field, message.into())
+        self.doc.error(field, message)
     }
 
-    pub(super) fn serde_error(
-        &self,
-        err: serde_path_to_error::Error<serde_norway::Error>,
-    ) -> ConfigError {
-        let path = FieldPath::from(err.path());
-        let err = err.into_inner();
-        let location = err.location();
-        let mut message = err.to_string();
-        // serde_norway appends the position, which the error carries as fields anyway.
-        if let Some(location) = &location {
-            let suffix = format!(" at line {} column {}", location.line(), location.column());
-            if let Some(at) = message.find(&suffix) {
-                message.replace_range(at..at + suffix.len(), "");
-            }
-        }
-        // It also prefixes the path of the value it was reading, which is `path` or, for an
-        // unknown or duplicate key, its parent. At the root there is no prefix.
-        let mut field = FieldPath::root();
-        for len in (1..=path.segments().len()).rev() {
-            let prefix = path.prefix(len);
-            if let Some(rest) = message.strip_prefix(&format!("{prefix}: ")) {
-                message = rest.to_owned();
-                field = prefix;
-                break;
-            }
-        }
-        let mut mark = location.map(|l| Mark {
-            line: l.line(),
-            column: l.column(),
-        });
-        // serde_norway places a duplicate key at the start of its mapping; point at the key.
-        if let Some(key) = message
-            .strip_prefix("duplicate field `")
-            .and_then(|rest| rest.split('`').next())
-        {
-            mark = self.locator().key(&field.key(key)).or(mark);
-        }
-        if mark.is_none() {
-            mark = self.locator().nearest(&path);
-        }
-        self.error_at(mark, &field, message)
+    pub(super) fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        self.doc.parse()
     }
 
     pub(super) fn config(&self, raw: RawConfig) -> Result<Config> {
@@ -187,7 +140,7 @@ impl<'a> Context<'a> {
             listeners,
             upstreams,
             control_plane,
-            source: self.file.to_owned(),
+            source: self.doc.file().to_owned(),
         })
     }
 
@@ -689,7 +642,7 @@ impl<'a> Context<'a> {
 
     /// `max` is inclusive; every duration must be more than zero.
     fn duration(&self, path: &FieldPath, text: &str, max: Option<Duration>) -> Result<Duration> {
-        let duration = humantime::parse_duration(text.trim()).map_err(|_| {
+        let duration = weft_yaml::parse_duration(text).map_err(|_| {
             self.error(
                 path,
                 format!(
@@ -805,52 +758,6 @@ fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Parses `123`, `123B`, `64KiB`, `16MiB`, `1GiB` (powers of 1024).
-pub(super) fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let unit = unit.trim_start();
-    if number.is_empty() {
-        return Err(
-            "expected a number of bytes, or a number followed by B, KiB, MiB or GiB, like 16MiB"
-                .to_owned(),
-        );
-    }
-    if unit.starts_with('.') {
-        return Err("use a whole number, like 1536MiB rather than 1.5GiB".to_owned());
-    }
-    let multiplier = match unit {
-        "" | "B" => 1,
-        "KiB" => KIB,
-        "MiB" => MIB,
-        "GiB" => GIB,
-        "TiB" => 1 << 40,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?}; use B, KiB, MiB or GiB (powers of 1024)"
-            ));
-        }
-    };
-    number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| "too large".to_owned())
-}
-
-/// The largest unit that divides `bytes` exactly, for messages.
-fn format_size(bytes: u64) -> String {
-    for (unit, size) in [("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
-        if bytes >= size && bytes.is_multiple_of(size) {
-            return format!("{}{unit}", bytes / size);
-        }
-    }
-    format!("{bytes}B")
-}
-
 /// The listener already bound to `address`. Port 0 asks the system for a free port, so it
 /// never clashes.
 fn address_taken(address: SocketAddr, listeners: &[ListenerConfig]) -> Option<usize> {
@@ -866,26 +773,6 @@ fn names<'n>(names: impl Iterator<Item = &'n String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_sizes() {
-        for (text, bytes) in [
-            ("0", 0),
-            ("1024", 1024),
-            ("7B", 7),
-            ("64KiB", 64 << 10),
-            ("16 MiB", 16 << 20),
-            ("1GiB", 1 << 30),
-            ("2TiB", 2 << 40),
-        ] {
-            assert_eq!(parse_size(text), Ok(bytes), "{text}");
-        }
-        for text in ["", "MiB", "1 MB", "1mib", "1.5GiB", "99999999999TiB", "-1"] {
-            assert!(parse_size(text).is_err(), "{text}");
-        }
-        assert_eq!(format_size(32 << 20), "32MiB");
-        assert_eq!(format_size(1536), "1536B");
-    }
 
     #[test]
     fn checks_endpoints() {

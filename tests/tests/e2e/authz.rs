@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 use serde_json::{Value, json};
-use weft_proxy::runtime::{LoadError, Verdict};
+use weft_runtime::{LoadError, Verdict};
 use weft_tests::harness::{Decision, HARNESS_EPOCH_SECS, Harness, TestRequest};
 use weft_tests::{Scrape, Upstream, get, guests, proxy_start_error, start_proxy};
 

@@ -13,7 +13,7 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use weft_proxy::runtime::{LoadError, Verdict};
+use weft_runtime::{LoadError, Verdict};
 use weft_tests::harness::{Decision, Harness, TestRequest};
 use weft_tests::{
     HttpClient, Proto, REQUEST_TIMEOUT, Reply, Upstream, empty, get, get_with, guests,

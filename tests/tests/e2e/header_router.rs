@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use http::StatusCode;
 use serde_json::{Value, json};
-use weft_proxy::runtime::LoadError;
+use weft_runtime::LoadError;
 use weft_tests::harness::{Decision, Harness, TestRequest};
 use weft_tests::{Proto, Scrape, Upstream, get, get_with, guests, proxy_start_error, start_proxy};
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::{Value, json};
-use weft_proxy::runtime::{LoadError, Verdict};
+use weft_runtime::{LoadError, Verdict};
 use weft_tests::harness::{Decision, Harness, TestRequest};
 use weft_tests::{Proto, Scrape, Upstream, get, get_with, guests, proxy_start_error, start_proxy};
 

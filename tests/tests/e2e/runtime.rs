@@ -6,22 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
-use weft_proxy::config::{Direction, FailurePolicy, Isolation};
-use weft_proxy::metrics::Metrics;
-use weft_proxy::runtime::{
-    FailureKind, FilterSpec, Hook, Lease, LoadedFilter, RequestHead, RequestInfo, Runtime,
-    RuntimeOptions, block_on,
+use weft_runtime::metrics::FilterMetrics;
+use weft_runtime::{
+    Direction, Directives, FailureKind, FailurePolicy, FilterSpec, Hook, Isolation, Lease,
+    LoadedFilter, RequestHead, RequestInfo, Runtime, RuntimeOptions, block_on,
 };
 use weft_tests::{Proto, Upstream, get_with, guests, start_proxy};
 
 use crate::{filter, one_route};
 
 fn load(name: &str, module: &str) -> anyhow::Result<(Runtime, Arc<LoadedFilter>)> {
-    let options = RuntimeOptions {
-        cache_dir: None,
-        ..RuntimeOptions::default()
-    };
-    let runtime = Runtime::new(options, Arc::new(Metrics::new()))?;
+    let runtime = Runtime::new(
+        RuntimeOptions::without_cache(),
+        Arc::new(FilterMetrics::new()),
+    )?;
     let module = runtime.load_module(Path::new(module))?;
     let filter = runtime.load_filter(FilterSpec {
         name,
@@ -41,7 +39,6 @@ fn request(path: &'static str) -> (RequestHead, RequestInfo) {
         uri: Uri::from_static(path),
         version: Version::HTTP_11,
         headers: HeaderMap::new(),
-        ..RequestHead::default()
     };
     let info = RequestInfo {
         client: None,
@@ -56,8 +53,13 @@ fn request(path: &'static str) -> (RequestHead, RequestInfo) {
 fn guest_panic_reports_message_filter_and_hook() -> anyhow::Result<()> {
     let (_runtime, filter) = load("boom", guests::TRAP)?;
     let (mut head, info) = request("/");
-    let failure = block_on(filter.on_request_headers(&mut Lease::default(), &mut head, &info))
-        .expect_err("the trap guest panics on every request");
+    let failure = block_on(filter.on_request_headers(
+        &mut Lease::default(),
+        &mut head,
+        &mut Directives::default(),
+        &info,
+    ))
+    .expect_err("the trap guest panics on every request");
     assert_eq!(failure.kind, FailureKind::Trap);
     assert_eq!(failure.hook, Hook::RequestHeaders);
     let shown = failure.to_string();
@@ -82,14 +84,24 @@ fn guest_panic_reports_message_filter_and_hook() -> anyhow::Result<()> {
 fn guest_timeout_is_reported_as_such() -> anyhow::Result<()> {
     let (_runtime, filter) = load("spinner", guests::SPIN)?;
     let (mut head, info) = request("/loop");
-    let failure = block_on(filter.on_request_headers(&mut Lease::default(), &mut head, &info))
-        .expect_err("the spin guest loops on /loop");
+    let failure = block_on(filter.on_request_headers(
+        &mut Lease::default(),
+        &mut head,
+        &mut Directives::default(),
+        &info,
+    ))
+    .expect_err("the spin guest loops on /loop");
     assert_eq!(failure.kind, FailureKind::Timeout, "{failure}");
     // The request head the guest was lent comes back intact after the trap.
     assert_eq!(head.uri.path(), "/loop");
     // The next call runs on a fiber that yields every tick: the budget still ends it.
-    let failure = block_on(filter.on_request_headers(&mut Lease::default(), &mut head, &info))
-        .expect_err("the spin guest loops on /loop");
+    let failure = block_on(filter.on_request_headers(
+        &mut Lease::default(),
+        &mut head,
+        &mut Directives::default(),
+        &info,
+    ))
+    .expect_err("the spin guest loops on /loop");
     assert_eq!(failure.kind, FailureKind::Timeout, "{failure}");
     assert_eq!(head.uri.path(), "/loop");
     Ok(())

@@ -1,0 +1,68 @@
+//! Routing: a listener's routes, and the one a request takes.
+//!
+//! A listener's routes and their filter chains are swapped whole on a reload; a request loads
+//! them once ([`ListenerState::table`]) and keeps that version to its end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use weft_runtime::RequestHead;
+
+use crate::build::RouteTable;
+use crate::chain::Chain;
+use crate::config::{Direction, HeaderRule, Limits, PathMatch, PathNormalization, RouteMatch};
+use crate::metrics::{ConnectionMetrics, RouteMetrics};
+use crate::upstream::Upstream;
+
+/// A listener: what is fixed while it runs, and its routes, swapped whole on a reload.
+#[derive(Debug)]
+pub(crate) struct ListenerState {
+    pub(crate) name: Arc<str>,
+    pub(crate) direction: Direction,
+    pub(crate) limits: Limits,
+    /// How request paths are normalized (fixed: a change needs a restart like the address).
+    pub(crate) paths: PathNormalization,
+    /// Requests that matched no route, or were refused before routing.
+    pub(crate) unmatched: RouteMetrics,
+    pub(crate) connections: ConnectionMetrics,
+    /// The routes and their chains. Each request loads it once and keeps that version.
+    pub(crate) table: ArcSwap<RouteTable>,
+}
+
+/// One route: how to match, where to send, which filters run.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) name: Arc<str>,
+    pub(crate) matcher: RouteMatch,
+    pub(crate) upstream: Arc<Upstream>,
+    /// The route's own timeout; without one, the upstream's applies.
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) chain: Chain,
+    pub(crate) metrics: RouteMetrics,
+}
+
+impl Route {
+    /// Whether a request with this (normalized) head takes this route.
+    pub(crate) fn matches(&self, head: &RequestHead) -> bool {
+        let path = head.uri.path();
+        let path_ok = match &self.matcher.path {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        };
+        path_ok
+            && self.matcher.headers.iter().all(|m| {
+                let mut values = head.headers.get_all(&m.name).iter();
+                match &m.rule {
+                    HeaderRule::Present => values.next().is_some(),
+                    HeaderRule::Exact(v) => values.any(|x| x.as_bytes() == v.as_bytes()),
+                    HeaderRule::Prefix(v) => values.any(|x| x.as_bytes().starts_with(v.as_bytes())),
+                }
+            })
+    }
+}
+
+/// The first route of `table` that takes a request with this head.
+pub(crate) fn select<'t>(table: &'t RouteTable, head: &RequestHead) -> Option<&'t Route> {
+    table.routes.iter().find(|r| r.matches(head))
+}
