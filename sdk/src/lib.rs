@@ -104,7 +104,7 @@ pub mod facts;
 pub mod log;
 pub mod metrics;
 pub mod random;
-pub mod text;
+pub use weft_text as text;
 pub mod token_bucket;
 
 pub use filter::{Action, Filter, Hooks, LocalResponse};

@@ -1,12 +1,15 @@
 //! Reading request text and configuration text without trusting it: header names, the headers
 //! the proxy manages, cookies, percent-escapes, hex, durations and client addresses.
 //!
-//! Pure Rust, no host calls: usable natively (filters' unit tests) and in wasm. Nothing here
-//! panics, whatever the input (empty, huge, not UTF-8, broken escapes, stray quotes).
+//! Pure Rust, no host calls and no dependencies: filters use it as `weft_sdk::text` (natively in
+//! their unit tests, and in wasm), and the host side uses the same code where it reads the
+//! same text (durations in the proxy's config and the control plane's definitions), so one
+//! string means one thing everywhere. Nothing here panics, whatever the input (empty, huge, not
+//! UTF-8, broken escapes, stray quotes).
 //!
 //! ```
 //! use std::time::Duration;
-//! use weft_sdk::text;
+//! use weft_text as text;
 //!
 //! assert!(text::is_header_name("X-Tenant"));
 //! assert!(text::is_managed_header("Transfer-Encoding"));
@@ -60,7 +63,7 @@ pub fn is_header_value(value: &[u8]) -> bool {
 /// request arrived) and the framing the proxy computes itself (`content-length`).
 ///
 /// The proxy refuses edits of the hop-by-hop headers and of `host` with
-/// [`EditError::ReadOnly`](crate::EditError::ReadOnly), and `content-length` in
+/// `read-only` (the SDK's `EditError::ReadOnly`), and `content-length` in
 /// `add-response-header`; filters reject all of them when they are configured, so that a config
 /// cannot ask for an edit that would fail (or corrupt framing) on every request.
 pub const MANAGED_HEADERS: [&str; 11] = [
@@ -250,7 +253,7 @@ pub fn path_without_query(target: &str) -> &str {
 }
 
 /// The client's IP address from a socket address as the proxy reports it
-/// ([`RequestFacts::client_address`](crate::facts::RequestFacts::client_address): `1.2.3.4:5`,
+/// (`weft_sdk::facts::RequestFacts::client_address`: `1.2.3.4:5`,
 /// `[::1]:5`) or a bare IP address; `None` for anything else.
 pub fn client_ip(address: &str) -> Option<IpAddr> {
     address
