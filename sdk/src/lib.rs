@@ -86,6 +86,13 @@
 //! [`log`] writes to the proxy's structured log (see also the [`info!`] family of macros),
 //! [`clock`] and [`random`] are controlled by the host (tests can move time and seed randomness),
 //! and [`metrics`] defines Prometheus metrics exported by the proxy.
+//!
+//! # Helpers
+//!
+//! [`text`] parses what requests and configs hold (header names, cookies, percent-escapes,
+//! durations, client addresses) without panicking on any input. [`facts`] describes a request
+//! as traits ([`facts::RequestFacts`], [`facts::RequestEdits`]) implemented by [`Request`] and by
+//! [`facts::FakeRequest`], an in-memory request for native unit tests of filter logic.
 
 mod config;
 mod export;
@@ -93,9 +100,11 @@ mod filter;
 mod http;
 
 pub mod clock;
+pub mod facts;
 pub mod log;
 pub mod metrics;
 pub mod random;
+pub use weft_text as text;
 pub mod token_bucket;
 
 pub use filter::{Action, Filter, Hooks, LocalResponse};

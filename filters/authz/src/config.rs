@@ -75,7 +75,8 @@ pub struct JwtConfig {
     /// Accepted `alg` values (`RS256`, `ES256`, `HS256`). Default: those of the keys.
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
-    /// Tolerance for `exp` and `nbf`: seconds as a number, or `"90s"`, `"2m"`. Default 60 s.
+    /// Tolerance for `exp` and `nbf`: seconds as a number, or a duration in whole seconds
+    /// (`"90s"`, `"1m30s"`, `"1.5m"`). Default 60 s.
     #[serde(default = "default_clock_skew")]
     pub clock_skew: Seconds,
     /// Reject tokens without `exp`. Default true.
@@ -238,7 +239,8 @@ pub struct HeaderMatch {
     pub present: Option<bool>,
 }
 
-/// A number of seconds, written as a number or as a string with a unit (`"90s"`, `"2m"`).
+/// A number of seconds, written as a number, or as a string: digits alone (seconds) or a
+/// duration of whole seconds (`"90s"`, `"1m30s"`, `"1.5m"`, [`weft_sdk::text::parse_duration`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seconds(u64);
 
@@ -265,7 +267,7 @@ impl<'de> Deserialize<'de> for Seconds {
             type Value = Seconds;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("seconds as a number, or a string like \"90s\" or \"2m\"")
+                f.write_str("seconds as a number, or a string like \"90s\" or \"1m30s\"")
             }
 
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<Seconds, E> {
@@ -279,9 +281,7 @@ impl<'de> Deserialize<'de> for Seconds {
             }
 
             fn visit_str<E: de::Error>(self, value: &str) -> Result<Seconds, E> {
-                parse_seconds(value)
-                    .map(Seconds)
-                    .ok_or_else(|| E::invalid_value(de::Unexpected::Str(value), &self))
+                parse_seconds(value).map(Seconds).map_err(E::custom)
             }
         }
 
@@ -289,21 +289,19 @@ impl<'de> Deserialize<'de> for Seconds {
     }
 }
 
-/// `"90"`, `"90s"`, `"2m"`, `"1h"`.
-fn parse_seconds(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: u64 = digits.parse().ok()?;
-    let scale = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return None,
-    };
-    value.checked_mul(scale)
+/// `"90"` (seconds), or a duration of whole seconds: `"90s"`, `"1m30s"`, `"1.5m"`, `"1h"`.
+fn parse_seconds(text: &str) -> Result<u64, String> {
+    let digits = text.trim();
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return digits
+            .parse()
+            .map_err(|_| format!("{text:?} is too many seconds"));
+    }
+    let duration = weft_sdk::text::parse_duration(text)?;
+    if duration.subsec_nanos() != 0 {
+        return Err(format!("invalid duration {text:?}: must be whole seconds"));
+    }
+    Ok(duration.as_secs())
 }
 
 fn default_realm() -> String {
@@ -339,20 +337,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seconds_accept_numbers_and_units() {
-        assert_eq!(parse_seconds("90"), Some(90));
-        assert_eq!(parse_seconds("90s"), Some(90));
-        assert_eq!(parse_seconds("2m"), Some(120));
-        assert_eq!(parse_seconds("1h"), Some(3600));
-        assert_eq!(parse_seconds("1d"), None);
-        assert_eq!(parse_seconds("s"), None);
-        assert_eq!(parse_seconds("-1s"), None);
+    fn seconds_accept_numbers_and_durations() {
+        assert_eq!(parse_seconds("90"), Ok(90));
+        assert_eq!(parse_seconds(" 90 "), Ok(90));
+        assert_eq!(parse_seconds("90s"), Ok(90));
+        assert_eq!(parse_seconds("2m"), Ok(120));
+        assert_eq!(parse_seconds("1h"), Ok(3600));
+        assert_eq!(parse_seconds("1m30s"), Ok(90));
+        assert_eq!(parse_seconds("1m 30s"), Ok(90));
+        assert_eq!(parse_seconds("1.5m"), Ok(90));
+        assert_eq!(
+            parse_seconds("2.5s").map_err(|e| e.contains("whole seconds")),
+            Err(true)
+        );
+        assert_eq!(
+            parse_seconds("250ms").map_err(|e| e.contains("whole seconds")),
+            Err(true)
+        );
+        // Bounded later (`Seconds::seconds`), not here.
+        assert_eq!(parse_seconds("1d"), Ok(86_400));
+        for bad in ["", "s", "-1s", "1x", "99999999999999999999"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?}");
+        }
         let parsed: Seconds = serde_json::from_str("30").expect("number");
         assert_eq!(parsed, Seconds(30));
         let parsed: Seconds = serde_json::from_str("\"2m\"").expect("string");
         assert_eq!(parsed, Seconds(120));
         let err = serde_json::from_str::<Seconds>("-5").expect_err("negative");
         assert!(err.to_string().contains("seconds as a number"), "{err}");
+        let err = serde_json::from_str::<Seconds>("\"soon\"").expect_err("not a duration");
+        assert!(
+            err.to_string().starts_with("invalid duration \"soon\""),
+            "{err}"
+        );
     }
 
     #[test]

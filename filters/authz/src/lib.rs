@@ -20,10 +20,11 @@ mod tests;
 use std::time::UNIX_EPOCH;
 
 use weft_sdk::metrics::Counter;
+use weft_sdk::text::{self, path_without_query};
 use weft_sdk::{Action, Filter, Hooks, LocalResponse, Request};
 
 use crate::config::{Config, Mode};
-use crate::policy::{Edit, Evaluation, Policy, Reason, RequestView, RuleRef, Verdict};
+use crate::policy::{Edit, Evaluation, Policy, Reason, RuleRef, Verdict};
 
 /// The authz filter: one per wasm instance, with its own verification cache.
 #[derive(Debug)]
@@ -48,8 +49,7 @@ impl Filter for Authz {
     }
 
     fn on_request_headers(&self, request: &Request) -> Action {
-        let view = SdkRequest(request);
-        let evaluation = self.policy.evaluate(&view, wall_clock_seconds);
+        let evaluation = self.policy.evaluate(request, wall_clock_seconds);
         let audit = self.policy.mode == Mode::Audit;
         let decision = match (evaluation.verdict, audit) {
             (Verdict::Allowed, _) => "allowed",
@@ -67,6 +67,7 @@ impl Filter for Authz {
                     "audit: would answer {} to {} {}: {}",
                     reply.status,
                     request.method(),
+                    // Queries can carry secrets: keep them out of logs.
                     path_without_query(&request.path()),
                     explain(&evaluation)
                 );
@@ -104,7 +105,7 @@ fn apply(policy: &Policy, request: &Request, edit: &Edit<'_>) {
         Edit::Remove(name) => request.remove_header(name),
         Edit::RemoveCookie(cookie) => {
             let headers = request.header_values("cookie");
-            match policy::cookies_without(&headers, cookie) {
+            match text::cookies_without(&headers, cookie) {
                 Some(rest) => request.set_header("cookie", rest),
                 None => request.remove_header("cookie"),
             }
@@ -134,40 +135,10 @@ fn explain(evaluation: &Evaluation) -> String {
     }
 }
 
-/// Queries can carry secrets: keep them out of logs.
-fn path_without_query(path: &str) -> &str {
-    path.split('?').next().unwrap_or(path)
-}
-
 fn wall_clock_seconds() -> u64 {
     weft_sdk::clock::wall_now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
-}
-
-/// The SDK request as the policy sees it.
-struct SdkRequest<'a>(&'a Request);
-
-impl RequestView for SdkRequest<'_> {
-    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
-        self.0.header_values(name)
-    }
-
-    fn method(&self) -> String {
-        self.0.method()
-    }
-
-    fn path(&self) -> String {
-        self.0.path()
-    }
-
-    fn client_address(&self) -> Option<String> {
-        self.0.client_address()
-    }
-
-    fn peer_identity(&self) -> Option<String> {
-        self.0.peer_identity()
-    }
 }
 
 weft_sdk::export_filter!(Authz);

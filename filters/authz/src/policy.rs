@@ -2,33 +2,19 @@
 //! and allow rules, and say what to send or which headers to edit. `lib.rs` only moves data
 //! between this and the proxy.
 
-use std::cell::{OnceCell, RefCell};
-use std::net::{IpAddr, SocketAddr};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
+use weft_sdk::facts::RequestFacts;
+use weft_sdk::text;
 
 use crate::cache::Cache;
 use crate::config::{ApiKeysConfig, Config, JwtConfig, Mode};
 use crate::jwt::{Claims, Rejection, Verifier};
 use crate::rules::{self, Facts, Identity, Kind, Rule};
-
-/// What the policy reads from a request; implemented over the SDK's request in `lib.rs` and by
-/// a plain struct in tests.
-pub(crate) trait RequestView {
-    /// Every value of header `name`.
-    fn header_values(&self, name: &str) -> Vec<Vec<u8>>;
-    /// The method.
-    fn method(&self) -> String;
-    /// The path and query.
-    fn path(&self) -> String;
-    /// `ip:port` of the client.
-    fn client_address(&self) -> Option<String>;
-    /// The mTLS peer identity.
-    fn peer_identity(&self) -> Option<String>;
-}
 
 /// Where a token may be found.
 #[derive(Debug)]
@@ -284,7 +270,7 @@ impl Policy {
     /// Decide about `request`. `now` (wall-clock seconds) is read only when a token is found.
     pub(crate) fn evaluate(
         &self,
-        request: &impl RequestView,
+        request: &impl RequestFacts,
         now: impl FnOnce() -> u64,
     ) -> Evaluation {
         let (principal, found) = match self.authenticate(request, now) {
@@ -315,7 +301,7 @@ impl Policy {
     /// The identity is the first token (in `jwt.from` order), else the first API key.
     fn authenticate(
         &self,
-        request: &impl RequestView,
+        request: &impl RequestFacts,
         now: impl FnOnce() -> u64,
     ) -> (Result<Principal, Reason>, Found) {
         let presented = self.presented(request);
@@ -365,7 +351,7 @@ impl Policy {
     }
 
     /// Every credential in the request, unverified.
-    fn presented(&self, request: &impl RequestView) -> Presented {
+    fn presented(&self, request: &impl RequestFacts) -> Presented {
         let mut presented = Presented::default();
         if let Some(jwt) = &self.jwt {
             jwt.collect_tokens(request, &mut presented);
@@ -387,7 +373,7 @@ impl Policy {
     /// and with no allow rules, any authenticated identity is allowed.
     fn authorize(
         &self,
-        request: &impl RequestView,
+        request: &impl RequestFacts,
         principal: &Principal,
     ) -> (Verdict, Reason, Option<RuleRef>) {
         let identity = match principal {
@@ -395,7 +381,7 @@ impl Policy {
             Principal::Jwt(verified) => Identity::Jwt(&verified.claims),
             Principal::ApiKey(index) => Identity::ApiKey(self.api_key_name(*index)),
         };
-        let facts = LazyFacts::new(request);
+        let facts = Facts::new(request);
         if let Some(i) = self.deny.iter().position(|r| r.matches(&facts, &identity)) {
             return (Verdict::Denied, Reason::DenyRule, Some(RuleRef::Deny(i)));
         }
@@ -544,7 +530,7 @@ impl JwtAuth {
                             if source.prefix.is_some() {
                                 return Err(format!("{at}.prefix: only for `header` sources"));
                             }
-                            if cookie.is_empty() || !cookie.bytes().all(is_cookie_name_byte) {
+                            if !text::is_cookie_name(cookie) {
                                 return Err(format!(
                                     "{at}.cookie: `{cookie}` is not a cookie name"
                                 ));
@@ -581,7 +567,7 @@ impl JwtAuth {
     /// Every token in the request, in source order: every value of each header source that
     /// carries the source's prefix (a value without it, such as `Authorization: Basic ...`, is
     /// no token), and every cookie of each cookie source's name in every `cookie` header.
-    fn collect_tokens(&self, request: &impl RequestView, presented: &mut Presented) {
+    fn collect_tokens(&self, request: &impl RequestFacts, presented: &mut Presented) {
         let mut cookies: Option<Vec<Vec<u8>>> = None;
         let mut headers_seen: Vec<&str> = Vec::new();
         for (i, source) in self.sources.iter().enumerate() {
@@ -610,8 +596,8 @@ impl JwtAuth {
                 Source::Cookie(name) => {
                     let headers = cookies.get_or_insert_with(|| request.header_values("cookie"));
                     for header in headers.iter() {
-                        for range in cookie_values(header, name) {
-                            presented.tokens.push(header[range].to_vec());
+                        for value in text::cookie_values(header, name) {
+                            presented.tokens.push(value.to_vec());
                         }
                     }
                 }
@@ -674,9 +660,13 @@ impl ApiKeys {
                     "{at}.name: printable ASCII, not empty (it may become a header value)"
                 ));
             }
-            let hash = parse_sha256(&key.sha256).ok_or_else(|| {
-                format!("{at}.sha256: expected 64 hex digits (the SHA-256 of the key, not the key)")
-            })?;
+            let hash = text::decode_hex(&key.sha256)
+                .and_then(|hash| <[u8; 32]>::try_from(hash).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "{at}.sha256: expected 64 hex digits (the SHA-256 of the key, not the key)"
+                    )
+                })?;
             if keys.iter().any(|(name, _)| *name == key.name) {
                 return Err(format!(
                     "{at}.name: `{}` is already used by another key",
@@ -718,19 +708,6 @@ impl ApiKeys {
     }
 }
 
-fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut hash = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let digit = |d: u8| char::from(d).to_digit(16);
-        hash[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
-    }
-    Some(hash)
-}
-
 /// A claim as a header value: strings as they are, numbers and booleans as JSON, arrays joined
 /// with `,`, objects as JSON. `None` for null, and for values a header cannot hold (control
 /// characters): the header is then removed rather than forged.
@@ -748,19 +725,13 @@ fn header_value(value: &Value) -> Option<String> {
             .join(","),
         other => other.to_string(),
     };
-    let valid = text.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
-    valid.then_some(text)
+    weft_sdk::text::is_header_value(text.as_bytes()).then_some(text)
 }
 
 fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     let head = value.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &value[prefix.len()..])
-}
-
-/// RFC 6265 cookie-name (a token).
-fn is_cookie_name_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 /// `range` of `value` without leading and trailing ASCII whitespace.
@@ -779,103 +750,4 @@ fn token_range(value: &[u8], prefix: Option<&str>) -> Option<std::ops::Range<usi
         None => 0,
     };
     Some(trimmed(value, start..value.len()))
-}
-
-/// Where the values of every cookie named `name` are in one `cookie` header, quotes removed.
-pub(crate) fn cookie_values(header: &[u8], name: &str) -> Vec<std::ops::Range<usize>> {
-    let mut found = Vec::new();
-    let mut offset = 0;
-    for pair in header.split(|b| *b == b';') {
-        let start = offset;
-        offset += pair.len() + 1;
-        let Some(eq) = pair.iter().position(|b| *b == b'=') else {
-            continue;
-        };
-        if pair[..eq].trim_ascii() != name.as_bytes() {
-            continue;
-        }
-        let mut range = trimmed(header, start + eq + 1..start + pair.len());
-        let value = &header[range.clone()];
-        if value.len() >= 2 && value.starts_with(b"\"") && value.ends_with(b"\"") {
-            range = range.start + 1..range.end - 1;
-        }
-        found.push(range);
-    }
-    found
-}
-
-/// The `cookie` headers without cookie `name`, joined into one value; `None` when nothing is
-/// left.
-pub(crate) fn cookies_without(headers: &[Vec<u8>], name: &str) -> Option<Vec<u8>> {
-    let mut kept: Vec<&[u8]> = Vec::new();
-    for header in headers {
-        for pair in header.split(|b| *b == b';') {
-            let pair = pair.trim_ascii();
-            if pair.is_empty() {
-                continue;
-            }
-            let key = pair
-                .split(|b| *b == b'=')
-                .next()
-                .unwrap_or(pair)
-                .trim_ascii();
-            if key != name.as_bytes() {
-                kept.push(pair);
-            }
-        }
-    }
-    (!kept.is_empty()).then(|| kept.join(&b"; "[..]))
-}
-
-/// Request facts fetched on first use, each at most once.
-struct LazyFacts<'a, R> {
-    request: &'a R,
-    path: OnceCell<String>,
-    method: OnceCell<String>,
-    client_ip: OnceCell<Option<IpAddr>>,
-    peer_identity: OnceCell<Option<String>>,
-}
-
-impl<'a, R: RequestView> LazyFacts<'a, R> {
-    fn new(request: &'a R) -> Self {
-        LazyFacts {
-            request,
-            path: OnceCell::new(),
-            method: OnceCell::new(),
-            client_ip: OnceCell::new(),
-            peer_identity: OnceCell::new(),
-        }
-    }
-}
-
-impl<R: RequestView> Facts for LazyFacts<'_, R> {
-    fn path(&self) -> &str {
-        self.path
-            .get_or_init(|| rules::normalize_path(&self.request.path()))
-    }
-
-    fn method(&self) -> &str {
-        self.method.get_or_init(|| self.request.method())
-    }
-
-    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
-        self.request.header_values(name)
-    }
-
-    fn client_ip(&self) -> Option<IpAddr> {
-        *self.client_ip.get_or_init(|| {
-            let address = self.request.client_address()?;
-            address
-                .parse::<SocketAddr>()
-                .map(|socket| socket.ip())
-                .or_else(|_| address.parse::<IpAddr>())
-                .ok()
-        })
-    }
-
-    fn peer_identity(&self) -> Option<&str> {
-        self.peer_identity
-            .get_or_init(|| self.request.peer_identity())
-            .as_deref()
-    }
 }

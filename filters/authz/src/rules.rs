@@ -1,27 +1,66 @@
-//! Compiled allow/deny rules and the request facts they match on. Pure: the facts come through
-//! [`Facts`], so the matching is tested natively.
+//! Compiled allow/deny rules and the request facts they match on. Pure: the facts come from a
+//! [`RequestFacts`], so the matching is tested natively on a `FakeRequest`.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::net::IpAddr;
 
 use serde_json::Value;
+use weft_sdk::facts::RequestFacts;
+use weft_sdk::text;
 
 use crate::config;
 use crate::jwt::Claims;
 
-/// What rules can ask about a request. Each method may cost a host call: rules ask only for
-/// what they test, and [`crate::policy`] fetches each fact at most once.
-pub(crate) trait Facts {
+/// What rules ask about a request, each fact fetched from it on first use and at most once
+/// (every fetch may be a host call): rules ask only for what they test.
+pub(crate) struct Facts<'a, R> {
+    request: &'a R,
+    path: OnceCell<String>,
+    method: OnceCell<String>,
+    client_ip: OnceCell<Option<IpAddr>>,
+    peer_identity: OnceCell<Option<String>>,
+}
+
+impl<'a, R: RequestFacts> Facts<'a, R> {
+    pub(crate) fn new(request: &'a R) -> Self {
+        Facts {
+            request,
+            path: OnceCell::new(),
+            method: OnceCell::new(),
+            client_ip: OnceCell::new(),
+            peer_identity: OnceCell::new(),
+        }
+    }
+
     /// The normalized path, without the query.
-    fn path(&self) -> &str;
+    fn path(&self) -> &str {
+        self.path
+            .get_or_init(|| normalize_path(&self.request.path()))
+    }
+
     /// The method.
-    fn method(&self) -> &str;
+    fn method(&self) -> &str {
+        self.method
+            .get_or_init(|| self.request.method().into_owned())
+    }
+
     /// Every value of header `name`.
-    fn header_values(&self, name: &str) -> Vec<Vec<u8>>;
+    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        self.request.header_values(name)
+    }
+
     /// The client's IP address.
-    fn client_ip(&self) -> Option<IpAddr>;
+    fn client_ip(&self) -> Option<IpAddr> {
+        *self.client_ip.get_or_init(|| self.request.client_ip())
+    }
+
     /// The mTLS peer identity.
-    fn peer_identity(&self) -> Option<&str>;
+    fn peer_identity(&self) -> Option<&str> {
+        self.peer_identity
+            .get_or_init(|| self.request.peer_identity().map(Cow::into_owned))
+            .as_deref()
+    }
 }
 
 /// Who the request authenticated as.
@@ -194,7 +233,7 @@ impl Rule {
             rule.paths.push(path);
         }
         for (i, method) in raw.methods.iter().enumerate() {
-            if method.is_empty() || !method.bytes().all(is_tchar) {
+            if !text::is_token(method) {
                 return Err(format!(
                     "{at}.methods[{i}]: `{method}` is not an HTTP method"
                 ));
@@ -278,7 +317,11 @@ impl Rule {
     }
 
     /// Whether the rule matches. The cheapest conditions are tested first.
-    pub(crate) fn matches(&self, facts: &impl Facts, identity: &Identity<'_>) -> bool {
+    pub(crate) fn matches<R: RequestFacts>(
+        &self,
+        facts: &Facts<'_, R>,
+        identity: &Identity<'_>,
+    ) -> bool {
         if !self.identities.is_empty() {
             let Identity::ApiKey(name) = identity else {
                 return false;
@@ -334,7 +377,7 @@ impl HeaderMatch {
     /// cannot satisfy an allow rule. A deny rule matches the joined value or any of its
     /// comma-separated elements, so that neither splitting a value nor adding one (for an
     /// upstream that reads only one of them) slips past it.
-    fn matches(&self, facts: &impl Facts, kind: Kind) -> bool {
+    fn matches<R: RequestFacts>(&self, facts: &Facts<'_, R>, kind: Kind) -> bool {
         let values = facts.header_values(&self.name);
         let condition = |value: &[u8]| match &self.condition {
             HeaderCondition::Present(_) => true,
@@ -400,31 +443,14 @@ fn scalar_eq(actual: &Value, expected: &Value) -> bool {
     }
 }
 
-/// RFC 9110 `tchar`.
-fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-}
-
-/// Headers the proxy manages or that must not be set from claims.
-const RESERVED_HEADERS: &[&str] = &[
-    "connection",
-    "content-length",
-    "host",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// A valid header name, lower-cased; errors name `field`.
+/// A valid header name, lower-cased, that the filter may also set or remove: not one the proxy
+/// manages ([`text::MANAGED_HEADERS`]). Errors name `field`.
 pub(crate) fn header_name(name: &str, field: &str) -> Result<String, String> {
-    if name.is_empty() || !name.bytes().all(is_tchar) {
+    if !text::is_header_name(name) {
         return Err(format!("{field}: `{name}` is not a valid header name"));
     }
     let name = name.to_ascii_lowercase();
-    if RESERVED_HEADERS.contains(&name.as_str()) {
+    if text::is_managed_header(&name) {
         return Err(format!("{field}: `{name}` is managed by the proxy"));
     }
     Ok(name)
@@ -436,7 +462,7 @@ pub(crate) fn header_name(name: &str, field: &str) -> Result<String, String> {
 /// (`%2F`) stay escaped: they are not separators to most upstreams.
 pub(crate) fn normalize_path(raw: &str) -> String {
     let path = raw.split(['?', '#']).next().unwrap_or("");
-    let decoded = decode_unreserved(path);
+    let decoded = text::percent_decode_unreserved(path);
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
         match segment {
@@ -458,42 +484,6 @@ pub(crate) fn normalize_path(raw: &str) -> String {
         normalized.push('/');
     }
     normalized
-}
-
-fn decode_unreserved(path: &str) -> String {
-    let bytes = path.as_bytes();
-    if !bytes.contains(&b'%') {
-        return path.to_owned();
-    }
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = bytes.get(i + 1..i + 3)
-            && let (Some(hi), Some(lo)) = (hex_value(hex[0]), hex_value(hex[1]))
-        {
-            let byte = hi << 4 | lo;
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    // Only ASCII bytes were decoded and everything else was copied: still UTF-8.
-    String::from_utf8(out)
-        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
-}
-
-fn hex_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

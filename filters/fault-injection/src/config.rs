@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use weft_sdk::facts::RequestFacts;
+use weft_sdk::text;
 
 use crate::decide::{Chance, DelayFault, MAX_HOST_DELAY};
 
@@ -51,7 +53,8 @@ pub struct AbortConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DelayConfig {
-    /// How long to hold a request, like `100ms` or `2s`: whole milliseconds, at most `10m`.
+    /// How long to hold a request, like `100ms`, `1.5s` or `1m30s`: whole milliseconds, at most
+    /// `10m`.
     pub duration: String,
     /// The share of requests to delay, `0..=100`, decimals allowed.
     pub percentage: f64,
@@ -118,16 +121,6 @@ pub struct Only {
     pub header: Option<(String, Option<Vec<u8>>)>,
 }
 
-/// What the `only` limits look at, read lazily: a limit not configured costs no host call.
-pub trait RequestFacts {
-    /// Every value of request header `name` (lower-case).
-    fn header_values(&self, name: &str) -> Vec<Vec<u8>>;
-    /// The matched route's name.
-    fn route(&self) -> Option<String>;
-    /// The upstream the request goes to (the route's, or one an earlier filter chose).
-    fn upstream(&self) -> Option<String>;
-}
-
 impl Only {
     /// Whether no limit is given: every request can be faulted.
     pub fn is_empty(&self) -> bool {
@@ -135,7 +128,8 @@ impl Only {
     }
 
     /// Whether the request passes every limit given. The header is checked first: it is the
-    /// usual way to aim faults at test traffic, and a miss saves the other look-ups.
+    /// usual way to aim faults at test traffic, and a miss saves the other look-ups. Each fact
+    /// is read only when its limit is configured: a limit not configured costs no host call.
     pub fn admits(&self, request: &impl RequestFacts) -> bool {
         if let Some((name, wanted)) = &self.header {
             let values = request.header_values(name);
@@ -148,14 +142,16 @@ impl Only {
             }
         }
         if let Some(routes) = &self.routes
-            && !request.route().is_some_and(|route| routes.contains(&route))
+            && !request
+                .route_name()
+                .is_some_and(|route| routes.iter().any(|name| *name == route))
         {
             return false;
         }
         if let Some(upstreams) = &self.upstreams
             && !request
                 .upstream()
-                .is_some_and(|upstream| upstreams.contains(&upstream))
+                .is_some_and(|upstream| upstreams.iter().any(|name| *name == upstream))
         {
             return false;
         }
@@ -207,7 +203,7 @@ impl Settings {
                 header: match only.header {
                     None => None,
                     Some(header) => {
-                        if !is_token(&header.name) {
+                        if !text::is_header_name(&header.name) {
                             return Err(format!(
                                 "only.header.name: {:?} is not a valid header name",
                                 header.name
@@ -253,12 +249,11 @@ fn names(field: &str, list: Option<Vec<String>>) -> Result<Option<Vec<String>>, 
     Ok(Some(list))
 }
 
-/// Parse a duration like `100ms` as the proxy parses its own: more than zero, whole
-/// milliseconds (the unit of the host's `delay`), at most `max`.
+/// Parse a duration like `100ms`, `1.5s` or `1m30s` ([`text::parse_duration`], the syntax of
+/// every weft config, the proxy's own included): more than zero, whole milliseconds (the unit
+/// of the host's `delay`), at most `max`.
 fn parse_duration(text: &str, max: Duration) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text.trim()).map_err(|_| {
-        format!("invalid duration {text:?}: expected a number followed by a unit, like 100ms")
-    })?;
+    let duration = text::parse_duration(text)?;
     if duration.is_zero() {
         return Err(format!("invalid duration {text:?}: must be more than 0"));
     }
@@ -270,23 +265,17 @@ fn parse_duration(text: &str, max: Duration) -> Result<Duration, String> {
     if duration > max {
         return Err(format!(
             "invalid duration {text:?}: must be at most {}",
-            humantime::format_duration(max)
+            text::format_duration(max)
         ));
     }
     Ok(duration)
 }
 
-/// Whether `name` is an HTTP header name (an RFC 9110 token).
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
+    use weft_sdk::facts::FakeRequest;
+
     use super::*;
 
     fn settings(json: &str) -> Result<Settings, String> {
@@ -370,7 +359,7 @@ mod tests {
             ),
             (
                 r#"{"delay": {"duration": "soon", "percentage": 1}}"#,
-                "delay.duration: invalid duration \"soon\": expected a number followed by a unit, like 100ms",
+                "delay.duration: invalid duration \"soon\": expected a number at byte 0; write a number and a unit, like 250ms, 1.5s or 1m30s",
             ),
             (
                 r#"{"delay": {"duration": "0s", "percentage": 1}}"#,
@@ -386,7 +375,7 @@ mod tests {
             ),
             (
                 r#"{"header_faults": true, "max_delay": "100"}"#,
-                "max_delay: invalid duration \"100\": expected a number followed by a unit, like 100ms",
+                "max_delay: invalid duration \"100\": 100 needs a unit, as in 100s or 100ms; write a number and a unit, like 250ms, 1.5s or 1m30s",
             ),
             (
                 r#"{"header_faults": true, "only": {"routes": []}}"#,
@@ -410,26 +399,23 @@ mod tests {
         }
     }
 
-    struct Facts {
-        headers: Vec<(&'static str, &'static str)>,
-        route: Option<&'static str>,
-        upstream: Option<&'static str>,
-    }
-
-    impl RequestFacts for Facts {
-        fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
-            self.headers
-                .iter()
-                .filter(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_bytes().to_vec())
-                .collect()
+    /// A request with these headers, route and upstream.
+    fn facts(
+        headers: Vec<(&str, &str)>,
+        route: Option<&str>,
+        upstream: Option<&str>,
+    ) -> FakeRequest {
+        let mut request = FakeRequest::get("/");
+        for (name, value) in headers {
+            request = request.with_header(name, value);
         }
-        fn route(&self) -> Option<String> {
-            self.route.map(str::to_owned)
+        if let Some(route) = route {
+            request = request.with_route(route);
         }
-        fn upstream(&self) -> Option<String> {
-            self.upstream.map(str::to_owned)
+        if let Some(upstream) = upstream {
+            request = request.with_upstream(upstream);
         }
+        request
     }
 
     #[test]
@@ -440,11 +426,6 @@ mod tests {
         )
         .unwrap()
         .only;
-        let facts = |headers, route, upstream| Facts {
-            headers,
-            route,
-            upstream,
-        };
         let chaos = vec![("x-chaos", "off"), ("x-chaos", "on")];
         assert!(only.admits(&facts(chaos.clone(), Some("cart"), Some("payments"))));
         assert!(!only.admits(&facts(chaos.clone(), Some("home"), Some("payments"))));
@@ -468,6 +449,25 @@ mod tests {
     }
 
     #[test]
+    fn only_reads_what_its_limits_need() {
+        let request = facts(vec![("x-chaos", "off")], Some("cart"), Some("payments"));
+        assert!(Only::default().admits(&request));
+        assert!(request.reads().is_empty());
+        let only = settings(
+            r#"{"header_faults": true, "only": {"routes": ["cart"],
+                "header": {"name": "x-chaos", "value": "on"}}}"#,
+        )
+        .unwrap()
+        .only;
+        assert!(!only.admits(&request));
+        assert_eq!(
+            request.reads(),
+            ["header x-chaos"],
+            "the header miss decides"
+        );
+    }
+
+    #[test]
     fn durations() {
         let max = MAX_HOST_DELAY;
         assert_eq!(parse_duration("1ms", max), Ok(Duration::from_millis(1)));
@@ -476,5 +476,26 @@ mod tests {
         assert_eq!(parse_duration("10m", max), Ok(MAX_HOST_DELAY));
         assert!(parse_duration("", max).is_err());
         assert!(parse_duration("-1s", max).is_err());
+        assert!(
+            parse_duration("1.5ms", max).is_err(),
+            "not whole milliseconds"
+        );
+    }
+
+    #[test]
+    fn delays_take_the_shared_duration_syntax() {
+        for (duration, expected) in [
+            ("1m30s", Duration::from_secs(90)),
+            ("1.5s", Duration::from_millis(1_500)),
+            ("250ms", Duration::from_millis(250)),
+            ("0.25s", Duration::from_millis(250)),
+        ] {
+            let s = settings(&format!(
+                r#"{{"delay": {{"duration": "{duration}", "percentage": 1}}, "max_delay": "{duration}"}}"#
+            ))
+            .unwrap();
+            assert_eq!(s.delay.map(|d| d.duration), Some(expected), "{duration}");
+            assert_eq!(s.max_delay, expected, "{duration}");
+        }
     }
 }

@@ -21,7 +21,7 @@ pub mod decide;
 use weft_sdk::metrics::Counter;
 use weft_sdk::{Action, Filter, Hooks, LocalResponse, Request};
 
-use crate::config::{Config, RequestFacts, Settings};
+use crate::config::{Config, Settings};
 use crate::decide::{Decision, HeaderRequest, HeaderValues, decide, headers};
 
 /// The body of an abort, as Envoy's fault filter sends it.
@@ -97,7 +97,7 @@ impl Filter for FaultInjection {
     }
 
     fn on_request_headers(&self, request: &Request) -> Action {
-        if !self.settings.only.admits(&Facts(request)) {
+        if !self.settings.only.admits(request) {
             self.metrics.requests.add(&["skipped"], 1);
             return Action::Continue;
         }
@@ -162,23 +162,6 @@ fn abort_response(status: u16) -> LocalResponse {
     LocalResponse::new(status)
         .header("content-type", "text/plain")
         .body(ABORT_BODY)
-}
-
-/// The request, as the `only` limits read it.
-struct Facts<'a>(&'a Request);
-
-impl RequestFacts for Facts<'_> {
-    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
-        self.0.header_values(name)
-    }
-
-    fn route(&self) -> Option<String> {
-        self.0.route_name()
-    }
-
-    fn upstream(&self) -> Option<String> {
-        self.0.upstream()
-    }
 }
 
 weft_sdk::export_filter!(FaultInjection);

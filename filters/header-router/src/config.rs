@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use regex::RegexBuilder;
 use serde::Deserialize;
+use weft_sdk::text;
 
 use crate::route::{
     Action, HeaderEdits, HeaderMatch, Match, PathMatch, Pattern, QueryMatch, Router, Rule, Split,
@@ -216,18 +217,6 @@ pub struct ResponseHeadersConfig {
 
 /// Rule names the metrics use for "no rule matched" and for `default`.
 const RESERVED_NAMES: [&str; 2] = ["none", "default"];
-
-/// Headers the proxy manages itself (hop-by-hop): edits of them would fail on every request.
-const MANAGED_HEADERS: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// ``config field `<path>`: <message>``.
 fn field_error(path: &str, message: impl std::fmt::Display) -> String {
@@ -515,7 +504,7 @@ fn describe_syntax_error(error: &regex_syntax::Error) -> String {
 }
 
 fn check_method(field: &str, method: &str) -> Result<(), String> {
-    if method.is_empty() || !method.bytes().all(is_token_byte) {
+    if !text::is_token(method) {
         return Err(field_error(field, format!("{method:?} is not a method")));
     }
     if method.bytes().any(|b| b.is_ascii_lowercase()) {
@@ -532,19 +521,23 @@ fn check_method(field: &str, method: &str) -> Result<(), String> {
 
 /// A header name, lower-cased as the proxy stores them.
 fn header_name(field: &str, name: &str) -> Result<String, String> {
-    if name.is_empty() || !name.bytes().all(is_token_byte) {
+    if !text::is_header_name(name) {
         return Err(field_error(field, format!("{name:?} is not a header name")));
     }
     Ok(name.to_ascii_lowercase())
 }
 
-/// A header name the filter will edit: valid, and not one the proxy manages.
+/// A header name the filter will edit: valid, and not one the proxy manages
+/// ([`text::MANAGED_HEADERS`]: edits of them would fail, or break framing, on every request).
 fn editable_header(field: &str, name: &str) -> Result<String, String> {
     let name = header_name(field, name)?;
-    if MANAGED_HEADERS.contains(&name.as_str()) {
+    if name == "content-length" {
+        return Err(field_error(field, "the proxy sets `content-length` itself"));
+    }
+    if text::is_managed_header(&name) {
         return Err(field_error(
             field,
-            format!("{name:?} is a hop-by-hop header the proxy manages; filters cannot edit it"),
+            format!("{name:?} is a header the proxy manages; filters cannot edit it"),
         ));
     }
     Ok(name)
@@ -552,18 +545,13 @@ fn editable_header(field: &str, name: &str) -> Result<String, String> {
 
 fn header_value(field: &str, value: &str) -> Result<(), String> {
     // What the proxy accepts (`http::HeaderValue`): visible ASCII, space, tab and non-ASCII.
-    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+    if !text::is_header_value(value.as_bytes()) {
         return Err(field_error(
             field,
             format!("{value:?} holds control characters a header value cannot"),
         ));
     }
     Ok(())
-}
-
-/// RFC 9110 `tchar`.
-fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 fn compile_action(
@@ -627,12 +615,6 @@ fn compile_action(
     for (name, value) in config.response_headers.add {
         let field = format!("{field}.response_headers.add.{name}");
         let name = editable_header(&field, &name)?;
-        if name == "content-length" {
-            return Err(field_error(
-                &field,
-                "the proxy sets `content-length` itself",
-            ));
-        }
         header_value(&field, &value)?;
         response_headers.push((name, value));
     }
@@ -687,7 +669,7 @@ fn compile_split(
             header: None,
             cookie: Some(cookie),
         }) => {
-            if cookie.is_empty() || !cookie.bytes().all(is_token_byte) {
+            if !text::is_cookie_name(&cookie) {
                 return Err(field_error(
                     &format!("{field}.sticky.cookie"),
                     format!("{cookie:?} is not a cookie name"),
@@ -1022,7 +1004,37 @@ mod tests {
             error(
                 serde_json::json!({ "rules": [{ "request_headers": { "remove": ["connection"] } }] })
             ),
-            "config field `rules[0].request_headers.remove[0]`: \"connection\" is a hop-by-hop header the proxy manages; filters cannot edit it"
+            "config field `rules[0].request_headers.remove[0]`: \"connection\" is a header the proxy manages; filters cannot edit it"
+        );
+        for (edits, field, name) in [
+            (
+                serde_json::json!({ "set": { "Host": "evil" } }),
+                "set.Host",
+                "host",
+            ),
+            (
+                serde_json::json!({ "add": { "trailer": "x" } }),
+                "add.trailer",
+                "trailer",
+            ),
+            (
+                serde_json::json!({ "remove": ["Proxy-Authorization"] }),
+                "remove[0]",
+                "proxy-authorization",
+            ),
+        ] {
+            assert_eq!(
+                error(serde_json::json!({ "rules": [{ "request_headers": edits }] })),
+                format!(
+                    "config field `rules[0].request_headers.{field}`: {name:?} is a header the proxy manages; filters cannot edit it"
+                )
+            );
+        }
+        assert_eq!(
+            error(
+                serde_json::json!({ "rules": [{ "request_headers": { "set": { "content-length": "1" } } }] })
+            ),
+            "config field `rules[0].request_headers.set.content-length`: the proxy sets `content-length` itself"
         );
         assert_eq!(
             error(

@@ -4,8 +4,8 @@
 //! headers. Requests no rule matches keep the route's upstream, or take the `default` action.
 //!
 //! `README.md` is the configuration reference. The matching and choosing logic lives in
-//! `route.rs` behind a small request trait so that it is unit-tested natively; this file only
-//! connects it to the SDK and counts decisions.
+//! `route.rs`, written against the SDK's request traits so that it is unit-tested natively on a
+//! fake request; this file only connects it to the SDK and counts decisions.
 
 use std::cell::RefCell;
 
@@ -17,7 +17,7 @@ mod route;
 mod text;
 
 pub use config::Config;
-use route::{Facts, HttpRequest, NO_RULE, Router};
+use route::{Facts, NO_RULE, Router};
 
 /// The metric counting decisions: `weft_filter_header_router_decisions_total{rule, upstream}`.
 const DECISIONS: &str = "header_router_decisions";
@@ -60,8 +60,7 @@ impl Filter for HeaderRouter {
             // Hooks never nest; a fresh table keeps this correct if one ever did.
             Err(_) => &mut fresh,
         };
-        let sdk = SdkRequest(request);
-        let mut facts = Facts::new(&sdk, &self.router.header_names, scratch);
+        let mut facts = Facts::new(request, &self.router.header_names, scratch);
         let decision = self
             .router
             .route(&mut facts, weft_sdk::random::u64, report_refused_edit);
@@ -85,43 +84,6 @@ impl Filter for HeaderRouter {
 
 fn report_refused_edit(what: &str, name: &str, error: EditError) {
     weft_sdk::warn!("header-router: cannot {what} {name:?}: {error}");
-}
-
-/// The SDK's request as the router sees it.
-struct SdkRequest<'r>(&'r Request);
-
-impl HttpRequest for SdkRequest<'_> {
-    fn method(&self) -> String {
-        self.0.method()
-    }
-
-    fn path(&self) -> String {
-        self.0.path()
-    }
-
-    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
-        self.0.header_values(name)
-    }
-
-    fn set_upstream(&self, name: &str) -> Result<(), EditError> {
-        self.0.set_upstream(name)
-    }
-
-    fn set_header(&self, name: &str, value: &str) -> Result<(), EditError> {
-        self.0.set_header(name, value)
-    }
-
-    fn append_header(&self, name: &str, value: &str) -> Result<(), EditError> {
-        self.0.append_header(name, value)
-    }
-
-    fn remove_header(&self, name: &str) -> Result<(), EditError> {
-        self.0.remove_header(name)
-    }
-
-    fn add_response_header(&self, name: &str, value: &str) -> Result<(), EditError> {
-        self.0.add_response_header(name, value)
-    }
 }
 
 weft_sdk::export_filter!(HeaderRouter);

@@ -1,5 +1,6 @@
-//! Reading request text without trusting it: query parameters with percent-decoding, cookies,
-//! and the stable hash behind sticky splits. Nothing here panics on any input.
+//! Reading request text without trusting it: query parameters (decoded with
+//! `weft_sdk::text::form_decode`), regex input, and the stable hash behind sticky splits. Nothing
+//! here panics on any input.
 
 use std::borrow::Cow;
 
@@ -14,58 +15,6 @@ pub(crate) fn query_pairs(path: &str) -> impl Iterator<Item = (&str, &str)> {
         .split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-}
-
-/// Decode a query name or value as `application/x-www-form-urlencoded` does (and browsers'
-/// `URLSearchParams`): `%XX` is the byte `0xXX`, `+` is a space. A `%` not followed by two hex
-/// digits stays as it is. Borrows when there is nothing to decode.
-pub(crate) fn form_decode(text: &str) -> Cow<'_, [u8]> {
-    let bytes = text.as_bytes();
-    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(bytes);
-    }
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut rest = bytes;
-    while let Some((&byte, tail)) = rest.split_first() {
-        rest = tail;
-        match byte {
-            b'+' => decoded.push(b' '),
-            b'%' => match tail {
-                [high, low, after @ ..] => match (hex_value(*high), hex_value(*low)) {
-                    (Some(high), Some(low)) => {
-                        decoded.push(high << 4 | low);
-                        rest = after;
-                    }
-                    _ => decoded.push(b'%'),
-                },
-                _ => decoded.push(b'%'),
-            },
-            other => decoded.push(other),
-        }
-    }
-    Cow::Owned(decoded)
-}
-
-fn hex_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// The value of cookie `name` in one `cookie` header value (`a=1; b=2`), if it is there. Names
-/// are case-sensitive; whitespace around pairs is ignored and the value is returned as sent
-/// (quotes included). Pairs without `=` are skipped.
-pub(crate) fn cookie_value<'v>(header: &'v [u8], name: &str) -> Option<&'v [u8]> {
-    header.split(|&b| b == b';').find_map(|pair| {
-        let pair = pair.trim_ascii();
-        let equals = pair.iter().position(|&b| b == b'=')?;
-        let (key, value) = pair.split_at(equals);
-        (key.trim_ascii() == name.as_bytes())
-            .then(|| value.get(1..).unwrap_or_default().trim_ascii())
-    })
 }
 
 /// Text for a regex: valid UTF-8 is borrowed, anything else has its bad bytes replaced by
@@ -122,47 +71,6 @@ mod tests {
         assert_eq!(pairs("/p?"), []);
         assert_eq!(pairs("/p?a=1#frag=2"), [("a", "1")]);
         assert_eq!(pairs("/p?a=1?b=2"), [("a", "1?b=2")]);
-    }
-
-    #[test]
-    fn form_decode_handles_escapes_plus_and_malformed_input() {
-        assert_eq!(form_decode("plain"), Cow::Borrowed(b"plain".as_slice()));
-        assert_eq!(&*form_decode("a%20b+c"), b"a b c");
-        assert_eq!(&*form_decode("%7e%7E"), b"~~");
-        assert_eq!(&*form_decode("caf%C3%A9"), "café".as_bytes());
-        assert_eq!(&*form_decode("%ff"), [0xff]);
-        // Malformed escapes stay literal, whatever comes after them.
-        for (input, expected) in [
-            ("%", "%"),
-            ("%2", "%2"),
-            ("%zz", "%zz"),
-            ("%%41", "%A"),
-            ("100%", "100%"),
-            ("%4", "%4"),
-            ("%é", "%é"),
-        ] {
-            assert_eq!(&*form_decode(input), expected.as_bytes(), "{input:?}");
-        }
-    }
-
-    #[test]
-    fn cookie_value_finds_the_named_cookie() {
-        let header = b"theme=dark;  session=abc123 ; other=1; flag; empty=";
-        assert_eq!(cookie_value(header, "session"), Some(b"abc123".as_slice()));
-        assert_eq!(cookie_value(header, "theme"), Some(b"dark".as_slice()));
-        assert_eq!(cookie_value(header, "empty"), Some(b"".as_slice()));
-        assert_eq!(cookie_value(header, "flag"), None);
-        assert_eq!(
-            cookie_value(header, "Session"),
-            None,
-            "names are case-sensitive"
-        );
-        assert_eq!(cookie_value(header, "sess"), None);
-        assert_eq!(cookie_value(b"a=b=c", "a"), Some(b"b=c".as_slice()));
-        assert_eq!(cookie_value(b"", "a"), None);
-        assert_eq!(cookie_value(b";;=;", "a"), None);
-        assert_eq!(cookie_value(b"=x", ""), Some(b"x".as_slice()));
-        assert_eq!(cookie_value(b"s=1; s=2", "s"), Some(b"1".as_slice()));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use weft_sdk::text;
 
 /// The filter's configuration:
 ///
@@ -119,7 +120,8 @@ fn valid_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// A refill interval written as a humane duration: `100ms`, `1s`, `1m`, `1h`, `1d`.
+/// A refill interval written as a duration: `100ms`, `1.5s`, `1m30s`, `1h`, `1d`
+/// ([`text::parse_duration`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interval(pub Duration);
 
@@ -134,11 +136,11 @@ impl<'de> Deserialize<'de> for Interval {
             type Value = Interval;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as 100ms, 1s, 1m, 1h or 1d")
+                f.write_str("a duration such as 100ms, 1.5s, 1m30s or 1h")
             }
 
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Interval, E> {
-                parse_duration(text).map(Interval).map_err(E::custom)
+                parse_interval(text).map(Interval).map_err(E::custom)
             }
         }
 
@@ -146,35 +148,23 @@ impl<'de> Deserialize<'de> for Interval {
     }
 }
 
-/// Parse `<whole number><unit>` with unit `ms`, `s`, `m`, `h` or `d`; at least 1 ms, at most
-/// ten years.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let unit_ms = match unit {
-        "ms" => Some(1),
-        "s" => Some(1_000),
-        "m" => Some(60_000),
-        "h" => Some(3_600_000),
-        "d" => Some(86_400_000),
-        _ => None,
-    };
-    let (false, Some(unit_ms)) = (number.is_empty(), unit_ms) else {
+/// Parse a refill interval: a duration ([`text::parse_duration`], the syntax of every weft
+/// config: `100ms`, `1.5s`, `1m30s`, `1h`, `1d`) of whole milliseconds (the host's unit), at
+/// least 1 ms, at most ten years.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let duration = text::parse_duration(text)?;
+    if duration.subsec_nanos() % 1_000_000 != 0 {
         return Err(format!(
-            "invalid duration {text:?}: expected a whole number and a unit, ms, s, m, h or d \
-             (e.g. 100ms, 1s, 1m, 1h)"
+            "invalid duration {text:?}: must be whole milliseconds"
         ));
-    };
-    let millis = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_ms))
-        .filter(|ms| *ms <= MAX_INTERVAL_MS);
-    match millis {
-        None => Err(format!("duration {text:?} is too long: at most 3650d")),
-        Some(0) => Err(format!("duration {text:?} is too short: at least 1ms")),
-        Some(ms) => Ok(Duration::from_millis(ms)),
     }
+    if duration.is_zero() {
+        return Err(format!("duration {text:?} is too short: at least 1ms"));
+    }
+    if duration > Duration::from_millis(MAX_INTERVAL_MS) {
+        return Err(format!("duration {text:?} is too long: at most 3650d"));
+    }
+    Ok(duration)
 }
 
 /// One part of a bucket key: a fact about the request.
@@ -264,7 +254,7 @@ struct HeaderName(String);
 impl<'de> Deserialize<'de> for HeaderName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let name = String::deserialize(deserializer)?;
-        if valid_header_name(&name) {
+        if text::is_header_name(&name) {
             Ok(HeaderName(name.to_ascii_lowercase()))
         } else {
             Err(de::Error::custom(format!(
@@ -272,13 +262,6 @@ impl<'de> Deserialize<'de> for HeaderName {
             )))
         }
     }
-}
-
-fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A validated configuration: what the filter runs on.
@@ -466,30 +449,69 @@ mod tests {
     #[test]
     fn durations() {
         let ms = Duration::from_millis;
-        assert_eq!(parse_duration("100ms"), Ok(ms(100)));
-        assert_eq!(parse_duration("1s"), Ok(ms(1_000)));
-        assert_eq!(parse_duration("2m"), Ok(ms(120_000)));
-        assert_eq!(parse_duration("1h"), Ok(ms(3_600_000)));
-        assert_eq!(parse_duration("1d"), Ok(ms(86_400_000)));
-        assert_eq!(parse_duration("3650d"), Ok(ms(MAX_INTERVAL_MS)));
-        for bad in ["", "1", "s", "1.5s", "-1s", "1 s", "1sec", "1S", " 1s"] {
-            let error = parse_duration(bad).expect_err(bad);
+        assert_eq!(parse_interval("100ms"), Ok(ms(100)));
+        assert_eq!(parse_interval("1s"), Ok(ms(1_000)));
+        assert_eq!(parse_interval("2m"), Ok(ms(120_000)));
+        assert_eq!(parse_interval("1h"), Ok(ms(3_600_000)));
+        assert_eq!(parse_interval("1d"), Ok(ms(86_400_000)));
+        assert_eq!(parse_interval("3650d"), Ok(ms(MAX_INTERVAL_MS)));
+        // The syntax every weft config shares (rejected before this filter used it).
+        assert_eq!(parse_interval("1m30s"), Ok(ms(90_000)));
+        assert_eq!(parse_interval("1.5s"), Ok(ms(1_500)));
+        assert_eq!(parse_interval("1 s"), Ok(ms(1_000)));
+        assert_eq!(parse_interval(" 1sec "), Ok(ms(1_000)));
+        assert_eq!(parse_interval("2h 37min"), Ok(ms(9_420_000)));
+        for bad in ["", "1", "s", "-1s", "1S", "1x", "1.5", "1,5s"] {
+            let error = parse_interval(bad).expect_err(bad);
             assert!(error.contains("invalid duration"), "{bad:?}: {error}");
         }
+        for (fine, error) in [
+            ("1500us", "whole milliseconds"),
+            ("0.5ms", "whole milliseconds"),
+        ] {
+            assert!(
+                parse_interval(fine).expect_err(fine).contains(error),
+                "{fine}"
+            );
+        }
         assert!(
-            parse_duration("0s")
+            parse_interval("0s")
                 .expect_err("zero")
                 .contains("at least 1ms")
         );
         assert!(
-            parse_duration("3651d")
+            parse_interval("3651d")
                 .expect_err("long")
                 .contains("too long")
         );
         assert!(
-            parse_duration("99999999999999999999ms")
+            parse_interval("99999999999999999999ms")
                 .expect_err("overflow")
-                .contains("too long")
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn refill_intervals_take_the_shared_duration_syntax() {
+        for (interval, expected) in [
+            ("1m30s", Duration::from_secs(90)),
+            ("1.5s", Duration::from_millis(1_500)),
+            ("250ms", Duration::from_millis(250)),
+            ("1 day", Duration::from_secs(86_400)),
+        ] {
+            let plan = plan(serde_json::json!({ "limits": [limit(serde_json::json!({
+                "refill": { "amount": 1, "interval": interval },
+            }))] }))
+            .expect(interval);
+            assert_eq!(plan.limits[0].interval, expected, "{interval}");
+        }
+        let error = plan(serde_json::json!({ "limits": [limit(serde_json::json!({
+            "refill": { "amount": 1, "interval": "1.5ms" },
+        }))] }))
+        .expect_err("sub-millisecond");
+        assert!(
+            error.contains("invalid duration \"1.5ms\": must be whole milliseconds"),
+            "{error}"
         );
     }
 
@@ -606,7 +628,7 @@ mod tests {
             ),
             (
                 serde_json::json!({ "refill": { "amount": 1, "interval": 5 } }),
-                "expected a duration such as 100ms",
+                "expected a duration such as 100ms, 1.5s, 1m30s or 1h",
             ),
             (serde_json::json!({ "burst": 5 }), "unknown field `burst`"),
         ];

@@ -15,25 +15,92 @@
 //! worker, must map a key to the same bucket, and they share no secret. Keying would only
 //! guard against collisions, which SHA-256 already rules out.)
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use sha2::{Digest as _, Sha256};
+use weft_sdk::facts::RequestFacts;
+use weft_sdk::text;
 
 use crate::config::{Limit, Part};
 
-/// The facts about a request that keys are made of. The filter fetches each from the host at
-/// most once per request, and only when a key needs it.
-pub trait Facts {
-    /// The client's IP address, without the port.
-    fn client_ip(&mut self) -> Option<&str>;
-    /// The first value of the header at `index` of [`Plan::headers`](crate::config::Plan).
-    fn header(&mut self, index: usize) -> Option<&[u8]>;
+/// The facts about a request that keys are made of, each fetched from the request (a host call)
+/// at most once, and only when a key needs it.
+pub struct Facts<'a, R> {
+    request: &'a R,
+    header_names: &'a [String],
+    headers: &'a mut Vec<Option<Option<Vec<u8>>>>,
+    client: Option<Option<String>>,
+    path: Option<String>,
+    route: Option<Option<String>>,
+    method: Option<String>,
+}
+
+impl<'a, R: RequestFacts> Facts<'a, R> {
+    /// The facts of `request`, whose headers are read by their index in `header_names`
+    /// ([`Plan::headers`](crate::config::Plan)). Their values are kept in `scratch` (cleared
+    /// first), so that the filter can reuse its buffer from request to request.
+    pub fn new(
+        request: &'a R,
+        header_names: &'a [String],
+        scratch: &'a mut Vec<Option<Option<Vec<u8>>>>,
+    ) -> Self {
+        scratch.clear();
+        scratch.resize(header_names.len(), None);
+        Facts {
+            request,
+            header_names,
+            headers: scratch,
+            client: None,
+            path: None,
+            route: None,
+            method: None,
+        }
+    }
+
+    /// The client's IP address, without the port, as the proxy wrote it.
+    fn client_ip(&mut self) -> Option<&str> {
+        let request = self.request;
+        self.client
+            .get_or_insert_with(|| request.client_address().map(Cow::into_owned))
+            .as_deref()
+            .map(text::address_without_port)
+    }
+
+    /// The first value of the header at `index` of the header names.
+    fn header(&mut self, index: usize) -> Option<&[u8]> {
+        let request = self.request;
+        let name = self.header_names.get(index)?;
+        self.headers
+            .get_mut(index)?
+            .get_or_insert_with(|| request.header_bytes(name).map(Cow::into_owned))
+            .as_deref()
+    }
+
     /// The path without the query.
-    fn path(&mut self) -> Option<&str>;
+    fn path(&mut self) -> Option<&str> {
+        let request = self.request;
+        Some(text::path_without_query(
+            self.path.get_or_insert_with(|| request.path().into_owned()),
+        ))
+    }
+
     /// The matched route's name.
-    fn route(&mut self) -> Option<&str>;
+    fn route(&mut self) -> Option<&str> {
+        let request = self.request;
+        self.route
+            .get_or_insert_with(|| request.route_name().map(Cow::into_owned))
+            .as_deref()
+    }
+
     /// The method.
-    fn method(&mut self) -> Option<&str>;
+    fn method(&mut self) -> Option<&str> {
+        let request = self.request;
+        Some(
+            self.method
+                .get_or_insert_with(|| request.method().into_owned()),
+        )
+    }
 }
 
 /// The longest key kept as it is; longer ones are hashed.
@@ -44,7 +111,7 @@ pub const HASHED_KEY_BYTES: usize = 1 + 64;
 /// Write `limit`'s key for the request into `out` (cleared first), at most [`MAX_KEY_BYTES`]
 /// long. False when a part is missing (no such header, no route): the request is then not
 /// subject to the limit.
-pub fn build(limit: &Limit, facts: &mut impl Facts, out: &mut String) -> bool {
+pub fn build<R: RequestFacts>(limit: &Limit, facts: &mut Facts<'_, R>, out: &mut String) -> bool {
     if !build_whole(limit, facts, out) {
         return false;
     }
@@ -63,7 +130,7 @@ pub fn build(limit: &Limit, facts: &mut impl Facts, out: &mut String) -> bool {
 }
 
 /// The key before any hashing: the prefix and every part, however long.
-fn build_whole(limit: &Limit, facts: &mut impl Facts, out: &mut String) -> bool {
+fn build_whole<R: RequestFacts>(limit: &Limit, facts: &mut Facts<'_, R>, out: &mut String) -> bool {
     out.clear();
     out.push_str(&limit.prefix);
     for part in &limit.parts {
@@ -99,54 +166,18 @@ fn push_value(out: &mut String, value: &[u8]) {
     }
 }
 
-/// The IP address of a socket address as the host writes it (`1.2.3.4:5`, `[::1]:5`), without
-/// the port. Anything else is returned whole: it is still a fine key.
-pub fn ip_of(address: &str) -> &str {
-    if let Some(rest) = address.strip_prefix('[') {
-        return rest.split_once(']').map_or(address, |(ip, _)| ip);
-    }
-    match address.split_once(':') {
-        Some((ip, port)) if !port.contains(':') => ip,
-        _ => address,
-    }
-}
-
-/// The path of a request target, without the query.
-pub fn path_of(target: &str) -> &str {
-    target.split_once('?').map_or(target, |(path, _)| path)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
+    use weft_sdk::facts::FakeRequest;
+
     use super::*;
 
-    #[derive(Default)]
-    struct Fixed {
-        client: Option<&'static str>,
-        headers: Vec<Option<&'static [u8]>>,
-        path: Option<&'static str>,
-        route: Option<&'static str>,
-        method: Option<&'static str>,
-    }
-
-    impl Facts for Fixed {
-        fn client_ip(&mut self) -> Option<&str> {
-            self.client
-        }
-        fn header(&mut self, index: usize) -> Option<&[u8]> {
-            self.headers.get(index).copied().flatten()
-        }
-        fn path(&mut self) -> Option<&str> {
-            self.path
-        }
-        fn route(&mut self) -> Option<&str> {
-            self.route
-        }
-        fn method(&mut self) -> Option<&str> {
-            self.method
-        }
+    /// The header names of the plan the tests' limits read: `Header(0)` is `x-tenant`,
+    /// `Header(1)` is `x-user`.
+    fn header_names() -> Vec<String> {
+        vec!["x-tenant".to_owned(), "x-user".to_owned()]
     }
 
     fn limit(parts: &[Part], prefix: &str) -> Limit {
@@ -162,20 +193,31 @@ mod tests {
         }
     }
 
-    fn key(limit: &Limit, facts: &mut impl Facts) -> Option<String> {
+    /// Build `limit`'s key for `request` into `out`, as the filter does.
+    fn build_for(limit: &Limit, request: &FakeRequest, out: &mut String) -> bool {
+        let names = header_names();
+        let mut scratch = vec![Some(Some(b"stale".to_vec()))];
+        let mut facts = Facts::new(request, &names, &mut scratch);
+        build(limit, &mut facts, out)
+    }
+
+    fn key(limit: &Limit, request: &FakeRequest) -> Option<String> {
         let mut out = String::from("stale");
-        build(limit, facts, &mut out).then_some(out)
+        build_for(limit, request, &mut out).then_some(out)
+    }
+
+    /// A request with header `x-tenant` (slot 0) holding this value.
+    fn with_header(value: Vec<u8>) -> FakeRequest {
+        FakeRequest::get("/").with_header("x-tenant", value)
     }
 
     #[test]
     fn keys_join_prefix_and_length_prefixed_values() {
-        let mut facts = Fixed {
-            client: Some("10.0.0.1"),
-            headers: vec![Some(b"acme"), Some(b"")],
-            path: Some("/api"),
-            route: Some("app"),
-            method: Some("GET"),
-        };
+        let request = FakeRequest::new("GET", "/api?page=2")
+            .with_client_address("10.0.0.1:40000")
+            .with_header("x-tenant", "acme")
+            .with_header("x-user", "")
+            .with_route("app");
         let all = [
             Part::ClientAddress,
             Part::Header(0),
@@ -185,85 +227,80 @@ mod tests {
             Part::Method,
         ];
         assert_eq!(
-            key(&limit(&all, "P;"), &mut facts).as_deref(),
+            key(&limit(&all, "P;"), &request).as_deref(),
             Some("P;8:10.0.0.14:acme0:4:/api3:app3:GET")
         );
-        assert_eq!(key(&limit(&[], ";"), &mut facts).as_deref(), Some(";"));
+        assert_eq!(key(&limit(&[], ";"), &request).as_deref(), Some(";"));
+        let v6 = FakeRequest::get("/").with_client_address("[2001:db8::7]:443");
+        assert_eq!(
+            key(&limit(&[Part::ClientAddress], "a;"), &v6).as_deref(),
+            Some("a;11:2001:db8::7")
+        );
+    }
+
+    #[test]
+    fn facts_are_fetched_once_and_only_when_needed() {
+        let request = FakeRequest::get("/a?b")
+            .with_client_address("10.0.0.1:40000")
+            .with_header("x-user", "u");
+        let names = header_names();
+        let mut scratch = Vec::new();
+        let mut facts = Facts::new(&request, &names, &mut scratch);
+        let mut out = String::new();
+        let parts = [Part::Header(1), Part::Path, Part::ClientAddress];
+        assert!(build(&limit(&parts, "p;"), &mut facts, &mut out));
+        assert!(build(&limit(&parts, "q;"), &mut facts, &mut out));
+        assert!(!build(
+            &limit(&[Part::Path, Part::Route], "r;"),
+            &mut facts,
+            &mut out
+        ));
+        assert!(!build(&limit(&[Part::Route], "r;"), &mut facts, &mut out));
+        assert_eq!(
+            request.reads(),
+            ["header x-user", "path", "client_address", "route_name"]
+        );
     }
 
     #[test]
     fn a_missing_part_means_no_key() {
-        let mut facts = Fixed {
-            path: Some("/"),
-            ..Fixed::default()
-        };
+        let request = FakeRequest::get("/");
         let parts = [Part::Path, Part::Header(0)];
-        assert_eq!(key(&limit(&parts, "p,h;"), &mut facts), None);
-        assert_eq!(key(&limit(&[Part::Route], "r;"), &mut facts), None);
+        assert_eq!(key(&limit(&parts, "p,h;"), &request), None);
+        assert_eq!(key(&limit(&[Part::Route], "r;"), &request), None);
+        assert_eq!(key(&limit(&[Part::ClientAddress], "a;"), &request), None);
     }
 
     #[test]
     fn values_cannot_be_confused() {
         let two = [Part::Header(0), Part::Header(1)];
-        let mut ab_c = Fixed {
-            headers: vec![Some(b"a:b"), Some(b"c")],
-            ..Fixed::default()
-        };
-        let mut a_bc = Fixed {
-            headers: vec![Some(b"a"), Some(b"b:c")],
-            ..Fixed::default()
-        };
-        assert_ne!(
-            key(&limit(&two, ";"), &mut ab_c),
-            key(&limit(&two, ";"), &mut a_bc)
-        );
+        let ab_c = FakeRequest::get("/")
+            .with_header("x-tenant", "a:b")
+            .with_header("x-user", "c");
+        let a_bc = FakeRequest::get("/")
+            .with_header("x-tenant", "a")
+            .with_header("x-user", "b:c");
+        assert_ne!(key(&limit(&two, ";"), &ab_c), key(&limit(&two, ";"), &a_bc));
         // Invalid UTF-8 is hex-encoded: distinct bytes stay distinct keys.
         let one = [Part::Header(0)];
-        let mut ff = Fixed {
-            headers: vec![Some(b"\xff")],
-            ..Fixed::default()
-        };
-        let mut fe = Fixed {
-            headers: vec![Some(b"\xfe")],
-            ..Fixed::default()
-        };
-        assert_eq!(key(&limit(&one, ";"), &mut ff).as_deref(), Some(";1xff"));
-        assert_eq!(key(&limit(&one, ";"), &mut fe).as_deref(), Some(";1xfe"));
-    }
-
-    /// Facts with one header, `0`, holding this value.
-    struct OneHeader(Vec<u8>);
-
-    impl Facts for OneHeader {
-        fn client_ip(&mut self) -> Option<&str> {
-            None
-        }
-        fn header(&mut self, index: usize) -> Option<&[u8]> {
-            (index == 0).then_some(self.0.as_slice())
-        }
-        fn path(&mut self) -> Option<&str> {
-            None
-        }
-        fn route(&mut self) -> Option<&str> {
-            None
-        }
-        fn method(&mut self) -> Option<&str> {
-            None
-        }
-    }
-
-    fn with_header(value: Vec<u8>) -> OneHeader {
-        OneHeader(value)
+        assert_eq!(
+            key(&limit(&one, ";"), &with_header(b"\xff".to_vec())).as_deref(),
+            Some(";1xff")
+        );
+        assert_eq!(
+            key(&limit(&one, ";"), &with_header(b"\xfe".to_vec())).as_deref(),
+            Some(";1xfe")
+        );
     }
 
     #[test]
     fn long_keys_are_hashed_to_a_bounded_length() {
         let one = limit(&[Part::Header(0)], "hx-tenant;");
         // "hx-tenant;" + "117:" + 117 bytes = 131 > 128; "hx-tenant;114:" + 114 = 128.
-        let at_bound = key(&one, &mut with_header(vec![b'a'; 114])).expect("key");
+        let at_bound = key(&one, &with_header(vec![b'a'; 114])).expect("key");
         assert_eq!(at_bound.len(), MAX_KEY_BYTES);
         assert!(at_bound.starts_with("hx-tenant;114:aaa"), "kept as it is");
-        let over = key(&one, &mut with_header(vec![b'a'; 117])).expect("key");
+        let over = key(&one, &with_header(vec![b'a'; 117])).expect("key");
         assert_eq!(over.len(), HASHED_KEY_BYTES);
         assert!(over.starts_with('#'));
         assert!(over[1..].bytes().all(|b| b.is_ascii_hexdigit()));
@@ -275,30 +312,30 @@ mod tests {
             value[len - 1] = last;
             value
         };
-        let a = key(&one, &mut with_header(big(b'a', 48 << 10))).expect("key");
+        let a = key(&one, &with_header(big(b'a', 48 << 10))).expect("key");
         assert_eq!(
-            key(&one, &mut with_header(big(b'a', 48 << 10))),
+            key(&one, &with_header(big(b'a', 48 << 10))),
             Some(a.clone())
         );
         assert_ne!(
-            key(&one, &mut with_header(big(b'b', 48 << 10))),
+            key(&one, &with_header(big(b'b', 48 << 10))),
             Some(a.clone())
         );
         assert_ne!(
-            key(&one, &mut with_header(big(b'a', (48 << 10) + 1))),
+            key(&one, &with_header(big(b'a', (48 << 10) + 1))),
             Some(a.clone())
         );
         let other = limit(&[Part::Header(0)], "hx-user;");
         assert_ne!(
-            key(&other, &mut with_header(big(b'a', 48 << 10))),
+            key(&other, &with_header(big(b'a', 48 << 10))),
             Some(a.clone())
         );
         // Not UTF-8 (hex-encoded first, then hashed): bounded too.
-        let binary = key(&one, &mut with_header(vec![0xff; 300])).expect("key");
+        let binary = key(&one, &with_header(vec![0xff; 300])).expect("key");
         assert_eq!(binary.len(), HASHED_KEY_BYTES);
         // The SHA-256 of the whole key, pinned: the mapping must not change between
         // versions of the filter running side by side over one proxy's buckets.
-        let pinned = key(&one, &mut with_header(vec![b'x'; 150])).expect("key");
+        let pinned = key(&one, &with_header(vec![b'x'; 150])).expect("key");
         assert_eq!(
             pinned,
             format!(
@@ -326,7 +363,7 @@ mod tests {
         for i in 0..2000u32 {
             let mut value = vec![b'v'; 48 << 10];
             value[..4].copy_from_slice(&i.to_le_bytes());
-            assert!(build(&one, &mut with_header(value), &mut out));
+            assert!(build_for(&one, &with_header(value), &mut out));
             assert!(out.len() <= MAX_KEY_BYTES);
             assert!(
                 out.capacity() <= MAX_KEY_BYTES,
@@ -337,22 +374,5 @@ mod tests {
         }
         assert_eq!(keys.len(), 2000, "distinct values, distinct keys");
         assert!(total <= 2000 * MAX_KEY_BYTES, "{total} bytes of keys");
-    }
-
-    #[test]
-    fn ip_without_port() {
-        assert_eq!(ip_of("1.2.3.4:5678"), "1.2.3.4");
-        assert_eq!(ip_of("[::1]:5678"), "::1");
-        assert_eq!(ip_of("[2001:db8::7]:1"), "2001:db8::7");
-        assert_eq!(ip_of("2001:db8::7"), "2001:db8::7");
-        assert_eq!(ip_of("1.2.3.4"), "1.2.3.4");
-        assert_eq!(ip_of("[broken"), "[broken");
-    }
-
-    #[test]
-    fn path_without_query() {
-        assert_eq!(path_of("/a/b?x=1&y=2"), "/a/b");
-        assert_eq!(path_of("/a/b"), "/a/b");
-        assert_eq!(path_of("/?"), "/");
     }
 }

@@ -79,18 +79,8 @@ impl Filter for RateLimit {
     fn on_request_headers(&self, request: &Request) -> Action {
         let plan = &self.plan;
         let mut scratch = self.scratch.take();
-        scratch.headers.clear();
-        scratch.headers.resize(plan.headers.len(), None);
         scratch.outcomes.clear();
-        let mut facts = RequestFacts {
-            request,
-            header_names: &plan.headers,
-            headers: &mut scratch.headers,
-            client: None,
-            path: None,
-            route: None,
-            method: None,
-        };
+        let mut facts = Facts::new(request, &plan.headers, &mut scratch.headers);
         for (limit, family) in plan.limits.iter().zip(&self.families) {
             let outcome = if key::build(limit, &mut facts, &mut scratch.key) {
                 self.take(limit, *family, &scratch.key)
@@ -170,56 +160,6 @@ impl RateLimit {
                 Outcome::Error
             }
         }
-    }
-}
-
-/// The request facts keys are made of, each fetched from the host at most once, when first
-/// needed.
-struct RequestFacts<'a> {
-    request: &'a Request,
-    header_names: &'a [String],
-    headers: &'a mut Vec<Option<Option<Vec<u8>>>>,
-    client: Option<Option<String>>,
-    path: Option<String>,
-    route: Option<Option<String>>,
-    method: Option<String>,
-}
-
-impl Facts for RequestFacts<'_> {
-    fn client_ip(&mut self) -> Option<&str> {
-        let request = self.request;
-        self.client
-            .get_or_insert_with(|| request.client_address())
-            .as_deref()
-            .map(key::ip_of)
-    }
-
-    fn header(&mut self, index: usize) -> Option<&[u8]> {
-        let request = self.request;
-        let name = self.header_names.get(index)?;
-        self.headers
-            .get_mut(index)?
-            .get_or_insert_with(|| request.header_bytes(name))
-            .as_deref()
-    }
-
-    fn path(&mut self) -> Option<&str> {
-        let request = self.request;
-        Some(key::path_of(
-            self.path.get_or_insert_with(|| request.path()),
-        ))
-    }
-
-    fn route(&mut self) -> Option<&str> {
-        let request = self.request;
-        self.route
-            .get_or_insert_with(|| request.route_name())
-            .as_deref()
-    }
-
-    fn method(&mut self) -> Option<&str> {
-        let request = self.request;
-        Some(self.method.get_or_insert_with(|| request.method()))
     }
 }
 

@@ -354,6 +354,34 @@ fn errors_never_quote_key_material() {
 }
 
 #[test]
+fn clock_skew_takes_the_shared_duration_syntax() {
+    for (skew, seconds) in [
+        (json!(90), 90),
+        (json!("90"), 90),
+        (json!("1m30s"), 90),
+        (json!("1m 30s"), 90),
+        (json!("1.5m"), 90),
+        (json!("0.5h"), 1800),
+        (json!("1h"), 3600),
+    ] {
+        assert_eq!(
+            verifier(json!({"clock_skew": skew})).clock_skew(),
+            seconds,
+            "{skew}"
+        );
+    }
+    for (skew, expected) in [
+        ("1.5s", "must be whole seconds"),
+        ("250ms", "must be whole seconds"),
+        ("5x", "invalid duration \"5x\": unknown unit \"x\""),
+        ("1d", "jwt.clock_skew: at most 3600 seconds; got 86400"),
+    ] {
+        let err = try_verifier(json!({"clock_skew": skew})).expect_err(skew);
+        assert!(err.contains(expected), "{skew}: {err}");
+    }
+}
+
+#[test]
 fn other_jwt_settings_are_checked() {
     let cases = [
         (

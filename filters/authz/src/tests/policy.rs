@@ -1,73 +1,40 @@
 //! The policy: credentials, rules, replies and edits, on requests built in memory.
 
-use std::cell::Cell;
-
 use serde_json::{Value, json};
 
 use super::sign::{self, ISSUER, Key};
 use crate::config::Config;
 use crate::jwt::Rejection;
-use crate::policy::{Edit, Evaluation, Policy, Reason, RequestView, Verdict, cookies_without};
+use weft_sdk::facts::FakeRequest;
+use weft_sdk::text::cookies_without;
+
+use crate::policy::{Edit, Evaluation, Policy, Reason, Verdict};
 
 const NOW: u64 = 1_767_225_600;
 
-#[derive(Debug, Default)]
-struct Fake {
-    method: String,
-    path: String,
-    headers: Vec<(String, Vec<u8>)>,
-    client: Option<String>,
-    peer: Option<String>,
-    /// How many times the policy asked for the path (to check the facts are lazy).
-    path_reads: Cell<u32>,
+/// `GET path` from 127.0.0.1.
+fn get(path: &str) -> FakeRequest {
+    FakeRequest::get(path).with_client_address("127.0.0.1:40000")
 }
 
-impl Fake {
-    fn get(path: &str) -> Fake {
-        Fake {
-            method: "GET".to_owned(),
-            path: path.to_owned(),
-            client: Some("127.0.0.1:40000".to_owned()),
-            ..Fake::default()
-        }
-    }
+/// A bearer token on a request under construction.
+trait WithBearer {
+    fn bearer(self, token: &str) -> Self;
+}
 
-    fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Fake {
-        self.headers
-            .push((name.to_owned(), value.as_ref().to_vec()));
-        self
-    }
-
-    fn bearer(self, token: &str) -> Fake {
-        self.header("authorization", format!("Bearer {token}"))
+impl WithBearer for FakeRequest {
+    fn bearer(self, token: &str) -> FakeRequest {
+        self.with_header("authorization", format!("Bearer {token}"))
     }
 }
 
-impl RequestView for Fake {
-    fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    fn method(&self) -> String {
-        self.method.clone()
-    }
-
-    fn path(&self) -> String {
-        self.path_reads.set(self.path_reads.get() + 1);
-        self.path.clone()
-    }
-
-    fn client_address(&self) -> Option<String> {
-        self.client.clone()
-    }
-
-    fn peer_identity(&self) -> Option<String> {
-        self.peer.clone()
-    }
+/// How many times the policy asked for the path (to check the facts are lazy).
+fn path_reads(request: &FakeRequest) -> usize {
+    request
+        .reads()
+        .iter()
+        .filter(|read| *read == "path")
+        .count()
 }
 
 fn policy(config: Value) -> Policy {
@@ -87,7 +54,7 @@ fn jwt_config(extra: Value) -> Value {
     jwt
 }
 
-fn eval(policy: &Policy, request: &Fake) -> Evaluation {
+fn eval(policy: &Policy, request: &FakeRequest) -> Evaluation {
     policy.evaluate(request, || NOW)
 }
 
@@ -111,7 +78,7 @@ fn token() -> String {
 #[test]
 fn missing_bad_and_good_tokens() {
     let policy = policy(json!({"jwt": jwt_config(json!({}))}));
-    let missing = eval(&policy, &Fake::get("/"));
+    let missing = eval(&policy, &get("/"));
     assert_eq!(
         (missing.verdict, missing.reason),
         (Verdict::Unauthenticated, Reason::MissingToken)
@@ -120,7 +87,7 @@ fn missing_bad_and_good_tokens() {
     assert_eq!(reply.status, 401);
     assert_eq!(reply.challenge.as_deref(), Some("Bearer realm=\"weft\""));
 
-    let bad = eval(&policy, &Fake::get("/").bearer("garbage"));
+    let bad = eval(&policy, &get("/").bearer("garbage"));
     assert_eq!(bad.reason, Reason::Token(Rejection::Malformed));
     let reply = policy.reply(&bad).expect("401");
     assert_eq!(
@@ -131,7 +98,7 @@ fn missing_bad_and_good_tokens() {
     );
     assert_eq!(reply.body, "invalid token: malformed token\n");
 
-    let good = eval(&policy, &Fake::get("/").bearer(&token()));
+    let good = eval(&policy, &get("/").bearer(&token()));
     assert_eq!(
         (good.verdict, good.reason),
         (Verdict::Allowed, Reason::Authenticated)
@@ -149,36 +116,36 @@ fn token_sources() {
     }))}));
     let token = token();
     // The scheme is case-insensitive and only applies to authorization.
-    let request = Fake::get("/").header("authorization", format!("bearer {token}"));
+    let request = get("/").with_header("authorization", format!("bearer {token}"));
     let evaluation = eval(&policy, &request);
     assert_eq!(evaluation.verdict, Verdict::Allowed);
     assert_eq!(edits(&policy, &evaluation), ["remove authorization"]);
 
-    let request = Fake::get("/")
-        .header("cookie", "theme=dark")
-        .header("cookie", format!("a=1; session=\"{token}\"; b=2"));
+    let request = get("/")
+        .with_header("cookie", "theme=dark")
+        .with_header("cookie", format!("a=1; session=\"{token}\"; b=2"));
     let evaluation = eval(&policy, &request);
     assert_eq!(evaluation.verdict, Verdict::Allowed);
     assert_eq!(edits(&policy, &evaluation), ["remove cookie session"]);
 
     // Every token present must verify: garbage in x-jwt is not rescued by a valid bearer token.
-    let request = Fake::get("/").header("x-jwt", "garbage").bearer(&token);
+    let request = get("/").with_header("x-jwt", "garbage").bearer(&token);
     assert_eq!(
         eval(&policy, &request).reason,
         Reason::Token(Rejection::Malformed)
     );
 
     // Another scheme is not a token: keep looking, then report it missing.
-    let request = Fake::get("/").header("authorization", "Basic dXNlcjpwdw==");
+    let request = get("/").with_header("authorization", "Basic dXNlcjpwdw==");
     assert_eq!(eval(&policy, &request).reason, Reason::MissingToken);
     // Not UTF-8.
-    let request = Fake::get("/").header("x-jwt", b"\xff\xfe.a.b");
+    let request = get("/").with_header("x-jwt", b"\xff\xfe.a.b");
     assert_eq!(
         eval(&policy, &request).reason,
         Reason::Token(Rejection::Malformed)
     );
     // Empty after the scheme.
-    let request = Fake::get("/").header("authorization", "Bearer   ");
+    let request = get("/").with_header("authorization", "Bearer   ");
     assert_eq!(
         eval(&policy, &request).reason,
         Reason::Token(Rejection::Malformed)
@@ -211,10 +178,10 @@ fn claims_become_headers_and_spoofed_copies_go() {
             {"claim": "org", "header": "x-org-json"},
         ],
     }))}));
-    let request = Fake::get("/")
+    let request = get("/")
         .bearer(&token())
-        .header("x-user-id", "admin")
-        .header("x-missing", "forged");
+        .with_header("x-user-id", "admin")
+        .with_header("x-missing", "forged");
     let evaluation = eval(&policy, &request);
     assert_eq!(
         edits(&policy, &evaluation),
@@ -227,7 +194,7 @@ fn claims_become_headers_and_spoofed_copies_go() {
         ]
     );
     // Without a valid identity (audit mode continues such requests), every claim header goes.
-    let evaluation = eval(&policy, &Fake::get("/").header("x-user-id", "admin"));
+    let evaluation = eval(&policy, &get("/").with_header("x-user-id", "admin"));
     assert_eq!(evaluation.verdict, Verdict::Unauthenticated);
     assert!(
         edits(&policy, &evaluation)
@@ -243,10 +210,7 @@ fn claim_values_with_control_characters_are_not_forwarded() {
     }))}));
     let mut claims = sign::claims(NOW);
     claims["sub"] = json!("a\r\nx-admin: true");
-    let evaluation = eval(
-        &policy,
-        &Fake::get("/").bearer(&sign::sign(Key::Hs1, &claims)),
-    );
+    let evaluation = eval(&policy, &get("/").bearer(&sign::sign(Key::Hs1, &claims)));
     assert_eq!(evaluation.verdict, Verdict::Allowed);
     assert_eq!(
         edits(&policy, &evaluation),
@@ -268,8 +232,9 @@ fn deny_before_allow_and_default_deny() {
     }));
     let token = token();
     let case = |method: &str, path: &str| {
-        let mut request = Fake::get(path).bearer(&token);
-        request.method = method.to_owned();
+        let request = FakeRequest::new(method, path)
+            .with_client_address("127.0.0.1:40000")
+            .bearer(&token);
         let evaluation = eval(&policy, &request);
         (evaluation.verdict, evaluation.reason)
     };
@@ -296,7 +261,7 @@ fn deny_before_allow_and_default_deny() {
         (Verdict::Denied, Reason::NoAllowRule)
     );
     let reply = policy
-        .reply(&eval(&policy, &Fake::get("/other").bearer(&token)))
+        .reply(&eval(&policy, &get("/other").bearer(&token)))
         .expect("403");
     assert_eq!((reply.status, reply.challenge), (403, None));
 }
@@ -307,9 +272,8 @@ fn claim_conditions() {
         policy(json!({"jwt": jwt_config(json!({})), "rules": {"allow": [{"claims": claims}]}}))
     };
     let token = token();
-    let allowed = |claims: Value| {
-        eval(&rule(claims), &Fake::get("/").bearer(&token)).verdict == Verdict::Allowed
-    };
+    let allowed =
+        |claims: Value| eval(&rule(claims), &get("/").bearer(&token)).verdict == Verdict::Allowed;
     assert!(allowed(json!({"sub": "user-7"})));
     assert!(!allowed(json!({"sub": "user-8"})));
     assert!(
@@ -342,8 +306,10 @@ fn cidr_method_header_and_peer_conditions() {
     }));
     let token = token();
     let from = |client: &str| {
-        let mut request = Fake::get("/").bearer(&token).header("x-env", "prod");
-        request.client = Some(client.to_owned());
+        let request = get("/")
+            .with_client_address(client)
+            .bearer(&token)
+            .with_header("x-env", "prod");
         eval(&policy, &request).reason
     };
     assert_eq!(from("203.0.113.9:5000"), Reason::DenyRule);
@@ -352,25 +318,26 @@ fn cidr_method_header_and_peer_conditions() {
     assert_eq!(from("198.51.100.1:5000"), Reason::AllowRule);
     assert_eq!(from("[2001:db9::1]:443"), Reason::AllowRule);
 
-    let no_header = eval(&policy, &Fake::get("/").bearer(&token));
+    let no_header = eval(&policy, &get("/").bearer(&token));
     assert_eq!(no_header.reason, Reason::NoAllowRule);
-    let mut peer = Fake::get("/").bearer(&token);
-    peer.peer = Some("spiffe://cluster.local/ns/prod/sa/web".to_owned());
+    let peer = get("/")
+        .bearer(&token)
+        .with_peer_identity("spiffe://cluster.local/ns/prod/sa/web");
     assert_eq!(eval(&policy, &peer).reason, Reason::AllowRule);
 }
 
 #[test]
 fn facts_are_read_only_when_a_rule_needs_them() {
     let no_paths = policy(json!({"jwt": jwt_config(json!({}))}));
-    let request = Fake::get("/x").bearer(&token());
+    let request = get("/x").bearer(&token());
     eval(&no_paths, &request);
-    assert_eq!(request.path_reads.get(), 0);
+    assert_eq!(path_reads(&request), 0);
     let two_path_rules = policy(json!({
         "jwt": jwt_config(json!({})),
         "rules": {"deny": [{"paths": [{"exact": "/a"}]}], "allow": [{"paths": [{"exact": "/x"}]}]},
     }));
     eval(&two_path_rules, &request);
-    assert_eq!(request.path_reads.get(), 1, "fetched once for both rules");
+    assert_eq!(path_reads(&request), 1, "fetched once for both rules");
 }
 
 #[test]
@@ -388,28 +355,28 @@ fn api_keys() {
     }));
     let a = eval(
         &policy,
-        &Fake::get("/")
-            .header("x-api-key", "key-a")
-            .header("x-client", "team-b"),
+        &get("/")
+            .with_header("x-api-key", "key-a")
+            .with_header("x-client", "team-b"),
     );
     assert_eq!((a.verdict, a.reason), (Verdict::Allowed, Reason::AllowRule));
     assert_eq!(
         edits(&policy, &a),
         ["set x-client: team-a", "remove x-api-key"]
     );
-    let b = eval(&policy, &Fake::get("/").header("x-api-key", "key-b"));
+    let b = eval(&policy, &get("/").with_header("x-api-key", "key-b"));
     assert_eq!(
         (b.verdict, b.reason),
         (Verdict::Denied, Reason::NoAllowRule)
     );
-    let bad = eval(&policy, &Fake::get("/").header("x-api-key", "key-c"));
+    let bad = eval(&policy, &get("/").with_header("x-api-key", "key-c"));
     assert_eq!(
         (bad.verdict, bad.reason),
         (Verdict::Unauthenticated, Reason::BadApiKey)
     );
     let reply = policy.reply(&bad).expect("401");
     assert_eq!(reply.challenge.as_deref(), Some("ApiKey realm=\"weft\""));
-    let missing = eval(&policy, &Fake::get("/"));
+    let missing = eval(&policy, &get("/"));
     assert_eq!(missing.reason, Reason::MissingToken);
 }
 
@@ -432,7 +399,7 @@ fn allow_missing_sends_anonymous_requests_to_the_rules() {
         },
     }));
     let anonymous = |path: &str| {
-        let evaluation = eval(&policy, &Fake::get(path));
+        let evaluation = eval(&policy, &get(path));
         (evaluation.verdict, evaluation.reason)
     };
     assert_eq!(
@@ -448,9 +415,9 @@ fn allow_missing_sends_anonymous_requests_to_the_rules() {
         (Verdict::Denied, Reason::DenyRule)
     );
     // A bad token is still rejected, not treated as missing.
-    let bad = eval(&policy, &Fake::get("/public/x").bearer("garbage"));
+    let bad = eval(&policy, &get("/public/x").bearer("garbage"));
     assert_eq!(bad.verdict, Verdict::Unauthenticated);
-    let good = eval(&policy, &Fake::get("/orders").bearer(&token()));
+    let good = eval(&policy, &get("/orders").bearer(&token()));
     assert_eq!(good.verdict, Verdict::Allowed);
 }
 
@@ -458,7 +425,7 @@ fn allow_missing_sends_anonymous_requests_to_the_rules() {
 fn cache_skips_verification_but_not_expiry() {
     let policy = policy(json!({"jwt": jwt_config(json!({"clock_skew": 0}))}));
     let token = token();
-    let request = Fake::get("/").bearer(&token);
+    let request = get("/").bearer(&token);
     assert_eq!(policy.evaluate(&request, || NOW).verdict, Verdict::Allowed);
     assert_eq!(
         policy.evaluate(&request, || NOW + 10).verdict,
@@ -580,7 +547,7 @@ fn forged() -> String {
     )
 }
 
-fn verdict(policy: &Policy, request: &Fake) -> (Verdict, Reason) {
+fn verdict(policy: &Policy, request: &FakeRequest) -> (Verdict, Reason) {
     let evaluation = eval(policy, request);
     (evaluation.verdict, evaluation.reason)
 }
@@ -596,35 +563,32 @@ fn every_token_present_must_verify() {
         "from": [{"header": "authorization"}, {"cookie": "session"}],
     }))}));
     let (token, forged) = (token(), forged());
-    assert_eq!(
-        verdict(&policy, &Fake::get("/").bearer(&forged)),
-        BAD_SIGNATURE
-    );
+    assert_eq!(verdict(&policy, &get("/").bearer(&forged)), BAD_SIGNATURE);
     // Two authorization headers, in either order.
     assert_eq!(
-        verdict(&policy, &Fake::get("/").bearer(&token).bearer(&forged)),
+        verdict(&policy, &get("/").bearer(&token).bearer(&forged)),
         BAD_SIGNATURE
     );
     assert_eq!(
-        verdict(&policy, &Fake::get("/").bearer(&forged).bearer(&token)),
+        verdict(&policy, &get("/").bearer(&forged).bearer(&token)),
         BAD_SIGNATURE
     );
     // A valid header token and a forged cookie token.
-    let request = Fake::get("/")
+    let request = get("/")
         .bearer(&token)
-        .header("cookie", format!("session={forged}"));
+        .with_header("cookie", format!("session={forged}"));
     assert_eq!(verdict(&policy, &request), BAD_SIGNATURE);
     // Two cookies of the name, in one cookie header or in two.
-    let request = Fake::get("/").header("cookie", format!("session={token}; session={forged}"));
+    let request = get("/").with_header("cookie", format!("session={token}; session={forged}"));
     assert_eq!(verdict(&policy, &request), BAD_SIGNATURE);
-    let request = Fake::get("/")
-        .header("cookie", format!("session={token}"))
-        .header("cookie", format!("a=1; session={forged}"));
+    let request = get("/")
+        .with_header("cookie", format!("session={token}"))
+        .with_header("cookie", format!("a=1; session={forged}"));
     assert_eq!(verdict(&policy, &request), BAD_SIGNATURE);
     // Garbage beside a valid token.
-    let request = Fake::get("/")
+    let request = get("/")
         .bearer(&token)
-        .header("authorization", "Bearer x");
+        .with_header("authorization", "Bearer x");
     assert_eq!(
         verdict(&policy, &request),
         (
@@ -634,10 +598,10 @@ fn every_token_present_must_verify() {
     );
 
     // Every place holding a valid token: allowed, and every one is stripped.
-    let request = Fake::get("/")
+    let request = get("/")
         .bearer(&token)
         .bearer(&token)
-        .header("cookie", format!("a=1; session={token}"));
+        .with_header("cookie", format!("a=1; session={token}"));
     let evaluation = eval(&policy, &request);
     assert_eq!(evaluation.verdict, Verdict::Allowed);
     assert_eq!(
@@ -655,7 +619,7 @@ fn other_schemes_beside_a_bearer_token_are_no_excuse() {
     }));
     let basic = "Basic dXNlcjpwdw==";
     // Basic alone is no bearer token: anonymous, and the header is left to the upstream.
-    let request = Fake::get("/public/x").header("authorization", basic);
+    let request = get("/public/x").with_header("authorization", basic);
     let evaluation = eval(&policy, &request);
     assert_eq!(
         (evaluation.verdict, evaluation.reason),
@@ -663,13 +627,13 @@ fn other_schemes_beside_a_bearer_token_are_no_excuse() {
     );
     assert_eq!(edits(&policy, &evaluation), Vec::<String>::new());
     // Basic, then a forged bearer token: the bearer token must verify.
-    let request = Fake::get("/public/x")
-        .header("authorization", basic)
+    let request = get("/public/x")
+        .with_header("authorization", basic)
         .bearer(&forged());
     assert_eq!(verdict(&policy, &request), BAD_SIGNATURE);
     // Basic, then a valid one: authenticated, and the whole header is stripped.
-    let request = Fake::get("/public/x")
-        .header("authorization", basic)
+    let request = get("/public/x")
+        .with_header("authorization", basic)
         .bearer(&token());
     let evaluation = eval(&policy, &request);
     assert_eq!(evaluation.verdict, Verdict::Allowed);
@@ -680,8 +644,8 @@ fn other_schemes_beside_a_bearer_token_are_no_excuse() {
 fn forwarded_token_headers_keep_only_tokens() {
     let policy = policy(json!({"jwt": jwt_config(json!({"forward_token": true}))}));
     let token = token();
-    let request = Fake::get("/")
-        .header("authorization", "Basic dXNlcjpwdw==")
+    let request = get("/")
+        .with_header("authorization", "Basic dXNlcjpwdw==")
         .bearer(&token);
     let evaluation = eval(&policy, &request);
     assert_eq!(evaluation.verdict, Verdict::Allowed);
@@ -693,7 +657,7 @@ fn forwarded_token_headers_keep_only_tokens() {
     assert!(!policy.is_token_value("authorization", b"Basic dXNlcjpwdw=="));
     assert!(!policy.is_token_value("x-other", format!("Bearer {token}").as_bytes()));
     // Only tokens: nothing to edit.
-    let evaluation = eval(&policy, &Fake::get("/").bearer(&token).bearer(&token));
+    let evaluation = eval(&policy, &get("/").bearer(&token).bearer(&token));
     assert_eq!(evaluation.verdict, Verdict::Allowed);
     assert_eq!(edits(&policy, &evaluation), Vec::<String>::new());
 }
@@ -705,18 +669,16 @@ fn every_api_key_and_token_present_must_verify() {
         "api_keys": {"keys": [{"name": "team-a", "sha256": sha256_hex(b"key-a")}]},
     }));
     let bad_key = (Verdict::Unauthenticated, Reason::BadApiKey);
-    let request = Fake::get("/")
-        .header("x-api-key", "key-a")
-        .header("x-api-key", "guess");
+    let request = get("/")
+        .with_header("x-api-key", "key-a")
+        .with_header("x-api-key", "guess");
     assert_eq!(verdict(&policy, &request), bad_key);
-    let request = Fake::get("/").bearer(&token()).header("x-api-key", "guess");
+    let request = get("/").bearer(&token()).with_header("x-api-key", "guess");
     assert_eq!(verdict(&policy, &request), bad_key);
-    let request = Fake::get("/")
-        .bearer(&forged())
-        .header("x-api-key", "key-a");
+    let request = get("/").bearer(&forged()).with_header("x-api-key", "key-a");
     assert_eq!(verdict(&policy, &request), BAD_SIGNATURE);
     // Both valid: the token is the identity, and neither credential goes upstream.
-    let request = Fake::get("/").bearer(&token()).header("x-api-key", "key-a");
+    let request = get("/").bearer(&token()).with_header("x-api-key", "key-a");
     let evaluation = eval(&policy, &request);
     assert_eq!(
         (evaluation.verdict, evaluation.reason),
@@ -746,9 +708,9 @@ fn several_header_values_match_as_one_joined_value() {
     }));
     let token = token();
     let with = |headers: &[(&str, &str)]| {
-        let mut request = Fake::get("/").bearer(&token);
+        let mut request = get("/").bearer(&token);
         for (name, value) in headers {
-            request = request.header(name, value);
+            request = request.with_header(name, value);
         }
         verdict(&policy, &request)
     };
