@@ -23,7 +23,8 @@ pub struct Catalog {
 /// One resolved filter definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogFilter {
-    /// The definition's namespace.
+    /// The definition's namespace: the filter selects proxies of this namespace only, unless
+    /// it is the root namespace.
     pub namespace: String,
     /// The definition's name, unique within its namespace.
     pub name: String,
@@ -50,9 +51,9 @@ pub struct SourceError {
 pub struct ProxyIdentity {
     /// The proxy's name, unique within its namespace.
     pub name: String,
-    /// The proxy's namespace.
+    /// Filters of this namespace and of the root namespace may select the proxy.
     pub namespace: String,
-    /// The proxy's labels.
+    /// Matched against filters' `matchLabels`.
     pub labels: BTreeMap<String, String>,
 }
 

@@ -305,7 +305,7 @@ pub struct MatchSpec {
 pub struct FilterSettings {
     /// Labels every selected proxy carries.
     pub match_labels: BTreeMap<String, String>,
-    /// Chain phase.
+    /// Where in the chain the filter runs; phases run in [`Phase`] order.
     pub phase: Phase,
     /// Order within the phase; higher first.
     pub priority: i32,
@@ -461,7 +461,7 @@ impl WasmFilterSpec {
 pub struct ParsedDefinition {
     /// The object as written.
     pub object: WasmFilter,
-    /// Its checked values.
+    /// The spec's values, checked and converted by [`WasmFilterSpec::resolve`].
     pub settings: FilterSettings,
     /// The module file, resolved against the definition file's directory.
     pub module_path: PathBuf,

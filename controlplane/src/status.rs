@@ -13,9 +13,9 @@ use crate::catalog::ProxyIdentity;
 pub struct ProxyStatus {
     /// Who the proxy said it is in its hello.
     pub identity: ProxyIdentity,
-    /// Whether its stream is open.
+    /// Whether its stream is open. Only connected proxies count in a `WasmFilter`'s rollout.
     pub connected: bool,
-    /// When the stream opened.
+    /// When the current (or last) stream opened; a reconnect starts a new entry.
     #[serde(serialize_with = "rfc3339")]
     pub connected_at: SystemTime,
     /// When the stream closed, if it has.
@@ -48,18 +48,19 @@ pub struct ReportStatus {
 pub struct ReportError {
     /// `namespace/name` of the filter, or empty.
     pub filter: String,
-    /// The proxy's message.
+    /// Why, in the proxy's words.
     pub message: String,
 }
 
-/// A filter as last sent to a proxy.
+/// A filter as last sent to a proxy. A `WasmFilter`'s rollout counts the proxy as running the
+/// generation in service only when all three fields match it (and the proxy acknowledged).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SentFilter {
-    /// `namespace/name`.
+    /// The filter's `namespace/name`.
     pub name: String,
-    /// The module's digest.
+    /// The module's sha256 digest, lowercase hex.
     pub sha256: String,
-    /// The definition's generation.
+    /// The generation of the definition that was sent.
     pub generation: i64,
 }
 

@@ -61,7 +61,7 @@ fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, Error> {
 /// The identities a certificate carries: its DNS and URI subject alternative names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CertIdentity {
-    /// DNS SANs.
+    /// DNS SANs; `<name>.<namespace>` speaks for that proxy.
     pub dns: Vec<String>,
     /// URI SANs (SPIFFE IDs among them).
     pub uris: Vec<String>,
