@@ -561,8 +561,7 @@ fn check_match(spec: &MatchSpec) -> Result<(), FieldError> {
 }
 
 fn parse_time_budget(text: &str) -> Result<u32, String> {
-    let budget = humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like `50ms` or `2s`: {e}"))?;
+    let budget = weft_yaml::parse_duration(text)?;
     if budget.is_zero() {
         return Err("must be more than 0".to_owned());
     }

@@ -89,11 +89,11 @@ struct Args {
     #[arg(long)]
     namespace: Option<String>,
     /// With `--source kubernetes`: how often `pullPolicy: Always` modules are fetched again.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = weft_yaml::parse_duration)]
     resync: Duration,
     /// With `--source kubernetes`: how long after start a filter's status keeps what an
     /// earlier run recorded while proxies resubscribe, rather than saying they have not yet.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = weft_yaml::parse_duration)]
     resubscribe_grace: Duration,
     #[command(flatten)]
     registry: RegistryArgs,

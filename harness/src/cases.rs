@@ -221,11 +221,7 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
             f.write_str("a duration such as 100ms, 1s or 1h")
         }
         fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
-            humantime::parse_duration(text).map_err(|e| {
-                E::custom(format!(
-                    "invalid duration {text:?}: {e} (write e.g. 100ms, 1s, 1h)"
-                ))
-            })
+            weft_yaml::parse_duration(text).map_err(E::custom)
         }
     }
     struct Wrapped(Duration);

@@ -1104,10 +1104,12 @@ pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// An error and its sources on one line, `outer: inner: innermost`, for logs and messages. A
 /// source whose text the line already holds (many errors print their source) is not repeated.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
+    // One line whatever the errors print.
+    let one_line = |e: &dyn std::error::Error| e.to_string().trim().replace('\n', " ");
+    let mut out = one_line(error);
     let mut source = error.source();
     while let Some(e) = source {
-        let text = e.to_string();
+        let text = one_line(e);
         if !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);

@@ -27,7 +27,7 @@ pub use self::values::{format_size, parse_duration, parse_size};
 /// unknown, and the field when the problem is with the file as a whole.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigError {
-    /// The file, as given to [`Config::load`] or [`Config::from_yaml`].
+    /// The file the text came from (`<inline>` for text without one).
     pub file: PathBuf,
     /// 1-based line of the offending value.
     pub line: Option<usize>,

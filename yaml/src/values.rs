@@ -53,10 +53,10 @@ pub fn format_size(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
-/// Parses a duration as humantime does: `250ms`, `1.5s`, `1m30s`, `2h 37min`.
+/// Parses a duration as filters do ([`weft_text::parse_duration`]): `250ms`, `1.5s`, `1m30s`,
+/// `2h 37min`; surrounding whitespace is ignored. The error names the text.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|_| "expected a duration like 250ms, 1.5s or 1m30s".to_owned())
+    weft_text::parse_duration(text.trim())
 }
 
 #[cfg(test)]

@@ -58,23 +58,10 @@ pub(super) fn failure(from: &str, message: impl Into<String>) -> FetchError {
     }
 }
 
-/// An error and its causes, as one line. reqwest's own message is "error sending request";
-/// what went wrong (a refused connection, an unknown certificate issuer) is in the sources.
-/// Registries' error bodies end in newlines; a status condition reads best as one line.
-pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let one_line = |e: &dyn std::error::Error| e.to_string().trim().replace('\n', " ");
-    let mut text = one_line(error);
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = one_line(cause);
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+// An error and its causes, as one line. reqwest's own message is "error sending request";
+// what went wrong (a refused connection, an unknown certificate issuer) is in the sources.
+// Registries' error bodies end in newlines; a status condition reads best as one line.
+pub(super) use weft_runtime::error_chain as chain;
 
 pub(super) fn kube_message(
     doing: &str,

@@ -129,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
         addr,
         "/limited",
         &[],
-        "rate limited: route `limited` allows a burst of 2 per client, then 1 per 10 s; this was the 3rd",
+        "rate limited: route `limited` allows a burst of 2 per client, then 1 per `1m30s` (one duration syntax in every filter and file); this was the 3rd",
     )
     .await?;
     show(

@@ -734,6 +734,34 @@ fn rejects_invalid_time_budget() {
     assert!(load(&with("10s").replace("  # <-", "")).is_ok());
 }
 
+/// The duration syntax is the filters' (`weft_text::parse_duration`): fractions and compound
+/// durations work, and a sum that overflows is an error, not a panic (humantime panics on it).
+#[test]
+fn durations_read_as_filters_read_them() {
+    let with = |value: &str| {
+        MINIMAL.replace(
+            "module: filters/auth.wasm",
+            &format!("module: filters/auth.wasm\n        time_budget: \"{value}\"  # <-"),
+        )
+    };
+    for (text, expected) in [
+        ("1.5s", Duration::from_millis(1500)),
+        ("250ms", Duration::from_millis(250)),
+        ("1s 500ms", Duration::from_millis(1500)),
+    ] {
+        let config = load(&with(text)).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(
+            config.listeners[0].filters[0].time_budget, expected,
+            "{text}"
+        );
+    }
+    rejected(
+        &with("18446744073709551615s 1000000000ns"),
+        "listeners[0].filters[0].time_budget",
+        "invalid duration",
+    );
+}
+
 #[test]
 fn rejects_invalid_max_memory() {
     let with = |value: &str| {

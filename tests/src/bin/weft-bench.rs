@@ -52,10 +52,10 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     rate: u32,
     /// How long each latency run measures.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = weft_yaml::parse_duration)]
     latency_time: Duration,
     /// How long each throughput run measures.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = weft_yaml::parse_duration)]
     throughput_time: Duration,
     /// Connections of the latency runs (each on its own thread).
     #[arg(long, default_value_t = 10)]
