@@ -12,7 +12,7 @@ use weft_harness::{Harness, cases, scaffold};
 
 /// weft's developer tool: create and test WebAssembly filters.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
