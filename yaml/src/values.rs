@@ -56,7 +56,7 @@ pub fn format_size(bytes: u64) -> String {
 /// Parses a duration as filters do ([`weft_text::parse_duration`]): `250ms`, `1.5s`, `1m30s`,
 /// `2h 37min`; surrounding whitespace is ignored. The error names the text.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    weft_text::parse_duration(text.trim())
+    weft_text::parse_duration(text)
 }
 
 #[cfg(test)]

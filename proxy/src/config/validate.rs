@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::raw::*;
 use super::*;
-use weft_yaml::{Document, FieldPath, Locator, Mark, format_size, parse_size};
+use weft_yaml::{Document, FieldPath, format_size, parse_size};
 
 /// One conversion from raw to typed config: knows the file, and finds positions on demand.
 pub(super) struct Context<'a> {
@@ -28,14 +28,6 @@ impl<'a> Context<'a> {
             doc: Document::new(src, file),
             base_dir: file.parent().unwrap_or(Path::new("")),
         }
-    }
-
-    fn locator(&self) -> &Locator {
-        self.doc.locator()
-    }
-
-    fn error_at(&self, mark: Option<Mark>, field: &FieldPath, message: String) -> ConfigError {
-        self.doc.error_at(mark, field, message)
     }
 
     /// An error about the value at `field`, located in the source.
@@ -490,8 +482,8 @@ impl<'a> Context<'a> {
                     )
                 };
                 // The key is what is wrong, not its value.
-                let mark = self.locator().key(&path);
-                return Err(self.error_at(mark, &path, message));
+                let mark = self.doc.locator().key(&path);
+                return Err(self.doc.error_at(mark, &path, message));
             }
             let value = match (raw.disabled, raw.config) {
                 (Some(true), None) => FilterOverride::Disabled,

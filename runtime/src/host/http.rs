@@ -102,20 +102,17 @@ pub struct RequestInfo {
     pub route: Option<Arc<str>>,
 }
 
-/// Headers the proxy manages itself: filters may read them but not set or remove them.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    crate::hop::is_hop_by_hop(name)
-}
-
 fn parse_name(name: &str) -> Result<HeaderName, EditError> {
     HeaderName::from_bytes(name.as_bytes()).map_err(|_| EditError::InvalidName)
 }
 
+/// A header a filter may set or remove: not one the proxy manages itself (hop-by-hop fields,
+/// `host`), which filters may only read.
 fn editable_name(name: &str) -> Result<HeaderName, EditError> {
     let name = parse_name(name)?;
     // `host` is the request's authority, decided once when it arrived: a filter changing it
     // would send the upstream somewhere the route and the other filters never saw.
-    if is_hop_by_hop(&name) || name == header::HOST {
+    if crate::hop::is_hop_by_hop(&name) || name == header::HOST {
         return Err(EditError::ReadOnly);
     }
     Ok(name)
