@@ -92,6 +92,8 @@ pub struct CaseRequest {
     pub client: Option<String>,
     /// The route the request matched; `default` by default.
     pub route: Option<String>,
+    /// The caller's SPIFFE ID, as an mTLS listener reports it; none (plaintext) by default.
+    pub peer_identity: Option<String>,
     /// The route's upstream; `backend` by default.
     pub upstream: Option<String>,
     /// The request body; the body hook runs on it if the filter declares one.
@@ -106,6 +108,7 @@ impl Default for CaseRequest {
             headers: BTreeMap::new(),
             client: None,
             route: None,
+            peer_identity: None,
             upstream: None,
             body: None,
         }
@@ -629,6 +632,9 @@ fn build_request(spec: &CaseRequest) -> Result<TestRequest, String> {
     }
     if let Some(route) = &spec.route {
         request.info.route = Some(route.as_str().into());
+    }
+    if let Some(id) = &spec.peer_identity {
+        request.info.peer_identity = Some(id.as_str().into());
     }
     if let Some(upstream) = &spec.upstream {
         request.directives.upstream = Some(upstream.as_str().into());

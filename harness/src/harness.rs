@@ -378,6 +378,7 @@ impl TestRequest {
             listener: "inbound".into(),
             direction: Direction::Inbound,
             route: Some("default".into()),
+            peer_identity: None,
         };
         Self {
             head,
@@ -415,6 +416,14 @@ impl TestRequest {
     #[must_use]
     pub fn client(mut self, addr: &str) -> Self {
         self.info.client = Some(addr.parse().expect("test request: valid socket address"));
+        self
+    }
+
+    /// The caller's authenticated SPIFFE ID, as a sidecar's mTLS listener reports it (what
+    /// `request.peer-identity()` returns); by default none, a plaintext caller.
+    #[must_use]
+    pub fn peer_identity(mut self, spiffe_id: &str) -> Self {
+        self.info.peer_identity = Some(spiffe_id.into());
         self
     }
 

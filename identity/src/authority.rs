@@ -184,9 +184,14 @@ impl Authority {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "weft");
+        // A name of its own, so that a certificate from another generated anchor is told
+        // apart by name (an unknown issuer), not by a signature that fails to verify.
+        let mut id = [0u8; 6];
+        let _ = getrandom::fill(&mut id);
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         dn.push(
             DnType::CommonName,
-            format!("weft mesh trust anchor for {trust_domain}"),
+            format!("weft mesh trust anchor for {trust_domain} ({id})"),
         );
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
@@ -441,6 +446,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuthorityError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -155,6 +155,7 @@ pub fn check_name(name: &str, what: &str) -> Result<(), IdError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -13,9 +13,11 @@ use crate::config::{
     Config, ConfigError, Direction, FilterConfig, FilterOverride, ListenerConfig, UpstreamConfig,
 };
 use crate::lifecycle::Error;
+use crate::mesh::Handshakes;
 use crate::metrics::Metrics;
 use crate::route::Route;
 use crate::upstream::Upstream;
+use weft_identity::tls::MeshTls;
 use weft_runtime::health::FilterCaps;
 use weft_runtime::{
     FilterKey, FilterSpec, LoadError, LoadedFilter, Module, Runtime, RuntimeOptions, cache,
@@ -63,6 +65,9 @@ pub(crate) struct Builder {
     /// Upstreams by name with the config they were built from, so a reload that keeps an
     /// upstream keeps its connection pools.
     upstreams: HashMap<String, (UpstreamConfig, Arc<Upstream>)>,
+    /// The proxy's mTLS, for upstreams with `tls: { mode: mesh }`.
+    mesh: Arc<MeshTls>,
+    handshakes: Handshakes,
 }
 
 impl std::fmt::Debug for Builder {
@@ -82,7 +87,11 @@ pub(crate) struct Used {
 }
 
 impl Builder {
-    pub(crate) fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, Error> {
+    pub(crate) fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        mesh: Arc<MeshTls>,
+    ) -> Result<Self, Error> {
         let defaults = RuntimeOptions::default();
         let options = RuntimeOptions {
             cache_dir: config.cache_dir.clone().or(defaults.cache_dir.clone()),
@@ -95,6 +104,8 @@ impl Builder {
         let runtime = Runtime::new(options, metrics.filters().clone()).map_err(Error::Runtime)?;
         Ok(Self {
             runtime,
+            handshakes: Handshakes::new(&metrics, "outbound"),
+            mesh,
             metrics,
             modules: HashMap::new(),
             filters: HashMap::new(),
@@ -209,7 +220,7 @@ impl Builder {
         for config in configs {
             let upstream = match self.upstreams.get(&config.name) {
                 Some((old, upstream)) if old == config => upstream.clone(),
-                _ => Arc::new(Upstream::new(config)),
+                _ => Arc::new(Upstream::new(config, &self.mesh, &self.handshakes)),
             };
             next.insert(config.name.clone(), (config.clone(), upstream));
         }

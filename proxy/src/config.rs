@@ -12,10 +12,17 @@
 //!   namespace: shop                    # default $POD_NAMESPACE, then "default"
 //!   labels: { app: shop }              # filters select proxies by these
 //!   state_dir: state                   # default "weft-state"; the last good chain and its modules
-//!   tls:                               # mTLS: PEM files; all three required for https
+//!   tls:                               # required for https
 //!     ca: certs/ca.pem                 # the control plane's CA
-//!     cert: certs/proxy.pem            # this proxy's client certificate
-//!     key: certs/proxy-key.pem
+//!     cert: certs/proxy.pem            # this proxy's client certificate; without cert and
+//!     key: certs/proxy-key.pem         # key, the workload certificate of `identity` is used
+//! identity:                            # optional; a workload certificate (X.509 SVID) from the
+//!                                      # control plane, for mTLS between sidecars
+//!   service_account: orders            # default $WEFT_SERVICE_ACCOUNT, then "default"; the
+//!                                      # namespace is control_plane.namespace
+//!   token_file: /var/run/secrets/weft/token  # the credential: a projected service-account
+//!                                      # token (Kubernetes) or a bootstrap token; re-read
+//!                                      # at every renewal
 //! limits:                              # sizes: a number of bytes, or a number and B, KiB, MiB, GiB
 //!   max_request_header_bytes: 64KiB    # default 64KiB; larger heads get 431
 //!   max_request_body_bytes: 16MiB      # default 16MiB; larger bodies get 413
@@ -42,6 +49,12 @@
 //!                                      # segments, unreserved characters percent-decoded)
 //!       merge_slashes: true            # default true: `//a` is `/a`
 //!       escaped_slashes: reject        # reject (default; 400) | keep: `%2F`, `%5C` in a path
+//!     tls:                             # optional; needs `identity`
+//!       mode: strict                   # disabled (default) | strict: mTLS only, from workload
+//!                                      # certificates of the mesh | permissive: mTLS and
+//!                                      # plaintext on the same port
+//!     peer_identity_header: x-weft-peer-identity  # optional; forwards the caller's SPIFFE
+//!                                      # ID upstream; a client-sent copy is always removed
 //!     filters:                         # optional; names unique within the listener
 //!       - name: auth
 //!         module: filters/auth.wasm    # relative to this file's directory; must exist
@@ -77,11 +90,17 @@
 //!     protocol: http2                  # auto (default; as downstream) | http1 | http2 (h2c)
 //!     connect_timeout: 500ms           # default 1s
 //!     timeout: 10s                     # default 30s; until the response head arrives
+//!   - name: reviews                    # another sidecar: mTLS with workload certificates
+//!     endpoints: ["10.0.3.7:15006"]
+//!     tls:                             # optional; needs `identity`
+//!       mode: mesh                     # disabled (default) | mesh
+//!       identity: spiffe://cluster.local/ns/shop/sa/reviews  # optional; without it, any
+//!                                      # workload of the trust domain is accepted
 //! ```
 //!
 //! [`Config::load`] reads a file; every error names the file, the line and column, and the
 //! field, like
-//! `weft.yaml:60:19: listeners[0].routes[0].upstream: unknown upstream "bilings" (known: app, billing)`.
+//! `weft.yaml:73:19: listeners[0].routes[0].upstream: unknown upstream "bilings" (known: app, billing, reviews)`.
 //!
 //! Parsing happens in two steps: serde reads the file into the private `Raw*` structs, which
 //! reject unknown keys and wrong types; then [`Config::from_yaml`] converts those into the public
@@ -121,6 +140,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Where dynamic filters come from; none: only the filters in this file.
     pub control_plane: Option<ControlPlaneConfig>,
+    /// This proxy's workload identity; none: no mTLS between sidecars.
+    pub identity: Option<IdentityConfig>,
     /// The file this was read from, or `<inline>`; used in messages.
     pub source: PathBuf,
 }
@@ -147,10 +168,49 @@ pub struct ControlPlaneConfig {
 pub struct ClientTls {
     /// The CA that signed the control plane's certificate.
     pub ca: PathBuf,
-    /// This proxy's certificate chain.
-    pub cert: PathBuf,
-    /// Its private key.
-    pub key: PathBuf,
+    /// This proxy's certificate chain and its private key; none: the workload certificate
+    /// of [`Config::identity`] (the control plane also trusts its own mesh's certificates).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// The workload identity this proxy asks the control plane to certify:
+/// `spiffe://<trust domain>/ns/<control_plane.namespace>/sa/<service_account>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// The namespace (the control plane's `namespace`).
+    pub namespace: String,
+    /// The service account the proxy runs as.
+    pub service_account: String,
+    /// The credential proving it, read again at every renewal (projected tokens rotate).
+    pub token_file: PathBuf,
+}
+
+/// What an inbound listener accepts (key `tls.mode`), as Istio's `PeerAuthentication`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InboundTls {
+    /// Plaintext only. The default.
+    #[default]
+    Disabled,
+    /// mTLS and plaintext on one port, told apart by the first bytes: for moving a mesh to
+    /// mTLS one service at a time.
+    Permissive,
+    /// mTLS only, with a workload certificate that chains to the mesh's trust anchors.
+    Strict,
+}
+
+/// How the proxy connects to an upstream (key `tls`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UpstreamTls {
+    /// Plaintext. The default.
+    #[default]
+    Disabled,
+    /// mTLS with this proxy's workload certificate; the upstream must present a workload
+    /// certificate of the mesh, with exactly this identity when one is given.
+    Mesh {
+        /// The SPIFFE ID the upstream must have.
+        identity: Option<weft_identity::SpiffeId>,
+    },
 }
 
 /// The admin server.
@@ -267,6 +327,10 @@ pub struct ListenerConfig {
     pub direction: Direction,
     /// How request paths are normalized.
     pub paths: PathNormalization,
+    /// Whether the listener speaks mTLS.
+    pub tls: InboundTls,
+    /// The header that carries the caller's SPIFFE ID upstream; none: not forwarded.
+    pub peer_identity_header: Option<http::HeaderName>,
     /// The filter chain, in file order.
     pub filters: Vec<FilterConfig>,
     /// The routes, in file order; at least one.
@@ -378,6 +442,8 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// How long to wait for the whole response head. Default 30s.
     pub timeout: Duration,
+    /// Plaintext or mesh mTLS.
+    pub tls: UpstreamTls,
 }
 
 /// Which HTTP version to speak to an upstream.

@@ -66,9 +66,12 @@ impl Early {
 }
 
 /// Serve one request from `client` on `listener`.
+///
+/// `peer` is the caller's SPIFFE ID when the connection is mTLS.
 pub(crate) async fn handle(
     listener: &ListenerState,
     client: SocketAddr,
+    peer: Option<Arc<str>>,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
@@ -84,6 +87,9 @@ pub(crate) async fn handle(
     // The path and authority every later step sees; hop-by-hop fields go as received, before
     // a filter could add one that a client's `Connection` names.
     let refused = normalize::request_head(&mut head, &listener.paths).err();
+    if let Some(name) = &listener.peer_identity_header {
+        forward_peer_identity(&mut head.headers, name, peer.as_deref());
+    }
     // One atomic load: the request runs on this version of the routes and chains to the end,
     // whatever reloads happen meanwhile.
     let table = listener.table.load_full();
@@ -109,6 +115,7 @@ pub(crate) async fn handle(
                     listener: listener.name.clone(),
                     direction: listener.direction,
                     route: Some(route.name.clone()),
+                    peer_identity: peer,
                 },
                 directives: Directives {
                     upstream: Some(route.upstream.name.clone()),
@@ -433,4 +440,13 @@ fn upstream_request(
     *request.version_mut() = head.version;
     *request.headers_mut() = head.headers;
     Ok(request)
+}
+
+/// The caller's identity in header `name`, for the upstream and the filters: whatever the
+/// client sent under that name is removed first, so the header is the proxy's word alone.
+fn forward_peer_identity(headers: &mut HeaderMap, name: &header::HeaderName, peer: Option<&str>) {
+    headers.remove(name);
+    if let Some(value) = peer.and_then(|p| HeaderValue::from_str(p).ok()) {
+        headers.insert(name.clone(), value);
+    }
 }

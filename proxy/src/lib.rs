@@ -12,14 +12,17 @@
 //! ```
 //!
 //! Where a request flows, one module per step:
-//! `server` accepts the connection and reads the request → `normalize` settles its path and
+//! `server` accepts the connection (and, on an mTLS listener, `mesh` runs the handshake and
+//! learns the caller's identity) and reads the request → `normalize` settles its path and
 //! authority → `route` picks the route → `exchange` runs the route's `chain` of filters
-//! (request hooks), sends it `upstream`, and runs the response hooks → `respond` writes
+//! (request hooks), sends it `upstream` (over mesh mTLS when configured), and runs the
+//! response hooks → `respond` writes
 //! every response the proxy produces itself. The filters run on `weft-runtime`.
 //!
 //! Around it: `lifecycle` (load, bind, serve, shut down), `build` (compile modules,
 //! configure filters, build route tables), `reload` (the config file and control plane
 //! updates, swapped in without dropping a request), `control` (the control plane client),
+//! `identity` (the workload certificate, asked of the control plane and renewed),
 //! `admin` (`/metrics`, `/ready`), [`config`] and [`metrics`].
 
 pub mod config;
@@ -32,7 +35,9 @@ mod build;
 mod chain;
 mod control;
 mod exchange;
+mod identity;
 mod lifecycle;
+mod mesh;
 mod normalize;
 mod reload;
 mod respond;

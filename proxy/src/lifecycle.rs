@@ -15,12 +15,15 @@ use arc_swap::ArcSwap;
 use weft_runtime::LoadError;
 
 use crate::build::{Builder, Used};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, InboundTls};
+use crate::identity::Identity;
+use crate::mesh::{Handshakes, Inbound};
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::route::ListenerState;
 use crate::server::CloseReason;
-use crate::{admin, control, reload, server};
+use crate::{admin, control, identity, reload, server};
+use weft_identity::tls::MeshTls;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,9 @@ pub enum Error {
     /// The wasm runtime could not start.
     #[error(transparent)]
     Runtime(LoadError),
+    /// The TLS library refused its configuration (a build problem, not the config's).
+    #[error("cannot set up mTLS: {0}")]
+    Tls(String),
     /// A listener or the admin endpoint could not bind its address.
     #[error("{what}: cannot listen on {address}: {source}")]
     Bind {
@@ -68,6 +74,8 @@ pub struct Loaded {
     admin: Option<SocketAddr>,
     metrics: Arc<Metrics>,
     reloader: Arc<Reloader>,
+    /// The workload identity, when the config asks for one.
+    identity: Option<Identity>,
 }
 
 impl Loaded {
@@ -97,7 +105,9 @@ impl Proxy {
     /// snapshot kept on disk, if any.
     fn load_with(config: &Config, restore: bool) -> Result<Loaded, Error> {
         let metrics = Arc::new(Metrics::new());
-        let mut builder = Builder::new(config, metrics.clone())?;
+        let mesh = Arc::new(MeshTls::new().map_err(Error::Tls)?);
+        let inbound_handshakes = Handshakes::new(&metrics, "inbound");
+        let mut builder = Builder::new(config, metrics.clone(), mesh.clone())?;
         let mut used = Used::default();
         let restored = match &config.control_plane {
             Some(cp) if restore => control::restore(cp, &mut builder, &mut used),
@@ -116,6 +126,9 @@ impl Proxy {
                     direction: l.direction,
                     limits: config.limits.clone(),
                     paths: l.paths,
+                    inbound_tls: (l.tls != InboundTls::Disabled)
+                        .then(|| Inbound::new(l.tls, &mesh, inbound_handshakes.clone())),
+                    peer_identity_header: l.peer_identity_header.clone(),
                     unmatched: metrics.route(&l.name, "none", "none"),
                     connections: metrics.connections(&l.name, &CloseReason::LABELS),
                     table: ArcSwap::from_pointee(table),
@@ -135,6 +148,7 @@ impl Proxy {
             admin: config.admin.as_ref().map(|a| a.address),
             metrics,
             reloader,
+            identity: config.identity.as_ref().map(|_| Identity::new(mesh)),
         })
     }
 
@@ -196,14 +210,43 @@ impl Proxy {
             None => None,
         };
         reload::watch_file(&loaded.reloader, &mut tasks, shutdown.subscribe());
+        let workload = loaded.reloader.identity();
+        if let (Some(identity), Some(cp), Some(config)) = (
+            &loaded.identity,
+            loaded.reloader.control_plane(),
+            workload,
+        ) {
+            tasks.spawn(identity::run(
+                identity.clone(),
+                cp,
+                config,
+                loaded.metrics.clone(),
+                shutdown.subscribe(),
+            ));
+        }
         if let Some(cp) = loaded.reloader.control_plane() {
             tasks.spawn(control::run(
                 loaded.reloader.clone(),
                 cp,
+                loaded.identity.clone(),
                 shutdown.subscribe(),
             ));
         }
-        ready.store(true, Ordering::Release);
+        match loaded.identity {
+            // Not ready (/ready answers 503) until the workload certificate is installed:
+            // mTLS listeners and upstreams cannot work without it.
+            Some(identity) => {
+                let ready = ready.clone();
+                let mut shutdown = shutdown.subscribe();
+                tasks.spawn(async move {
+                    tokio::select! {
+                        () = identity.installed() => ready.store(true, Ordering::Release),
+                        _ = shutdown.changed() => {}
+                    }
+                });
+            }
+            None => ready.store(true, Ordering::Release),
+        }
         Ok(RunningProxy {
             listeners: addrs,
             admin,

@@ -5,10 +5,12 @@
 //! never touch the registry's lock: handles are resolved once (per route and status) and
 //! updated through prometheus-client's atomics afterwards.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -36,6 +38,46 @@ pub struct Metrics {
     snapshot_version: Gauge,
     connections_active: Family<ListenerLabels, Gauge>,
     connections_closed: Family<ConnectionClosedLabels, Counter>,
+    tls_handshakes: Family<HandshakeLabels, Counter>,
+    identity_renewals: Family<ResultLabels, Counter>,
+    identity_expiry: CertificateExpiry,
+}
+
+/// Labels of `weft_tls_handshakes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    side: &'static str,
+    result: &'static str,
+}
+
+/// Labels of counters by result only.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Seconds until the workload certificate expires, computed when scraped (so it counts down
+/// between renewals); absent from the output until a certificate is installed.
+#[derive(Debug, Clone, Default)]
+struct CertificateExpiry(Arc<AtomicU64>);
+
+impl TypedMetric for CertificateExpiry {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for CertificateExpiry {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let not_after = self.0.load(Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        // 0 (never set) encodes as "expired long ago": a dashboard sees no certificate.
+        encoder.encode_gauge(&(not_after as f64 - now))
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// Labels of per-listener metrics.
@@ -136,6 +178,24 @@ impl Metrics {
             "Client connections the proxy closed itself, by listener and reason (overflow: over max_connections; head_timeout; idle_timeout; premature_resets: HTTP/2 streams reset before their response)",
             connections_closed.clone(),
         );
+        let tls_handshakes = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "tls_handshakes",
+            "mTLS handshakes between sidecars, by side (inbound: this proxy accepted; outbound: it connected to an upstream) and result (ok, plaintext: not TLS on a strict listener, untrusted, expired, bad_identity, no_certificate, timeout, error)",
+            tls_handshakes.clone(),
+        );
+        let identity_renewals = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "identity_renewals",
+            "Workload certificate requests to the control plane, by result (ok, error)",
+            identity_renewals.clone(),
+        );
+        let identity_expiry = CertificateExpiry::default();
+        registry.register(
+            "identity_certificate_expiry_seconds",
+            "Seconds until the workload certificate in use expires (negative: none, or expired)",
+            identity_expiry.clone(),
+        );
         let registry = Arc::new(Mutex::new(registry));
         let filters = Arc::new(FilterMetrics::register(&registry));
         Self {
@@ -148,6 +208,30 @@ impl Metrics {
             snapshot_version,
             connections_active,
             connections_closed,
+            tls_handshakes,
+            identity_renewals,
+            identity_expiry,
+        }
+    }
+
+    /// The handshake counter for `side` (`inbound`, `outbound`) and `result`.
+    pub(crate) fn tls_handshake(&self, side: &'static str, result: &'static str) -> Counter {
+        self.tls_handshakes
+            .get_or_create(&HandshakeLabels { side, result })
+            .clone()
+    }
+
+    /// Count a certificate request; on success, `not_after` is the new certificate's expiry.
+    pub(crate) fn identity_renewed(&self, not_after: Option<SystemTime>) {
+        let result = if not_after.is_some() { "ok" } else { "error" };
+        self.identity_renewals
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        if let Some(at) = not_after {
+            let secs = at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.identity_expiry.0.store(secs, Ordering::Relaxed);
         }
     }
 

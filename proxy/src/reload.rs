@@ -90,6 +90,10 @@ impl Reloader {
         self.lock().config.control_plane.clone()
     }
 
+    pub(crate) fn identity(&self) -> Option<crate::config::IdentityConfig> {
+        self.lock().config.identity.clone()
+    }
+
     pub(crate) fn snapshot_version(&self) -> u64 {
         self.snapshot_version.load(Ordering::Acquire)
     }

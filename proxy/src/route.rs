@@ -12,6 +12,7 @@ use weft_runtime::RequestHead;
 use crate::build::RouteTable;
 use crate::chain::Chain;
 use crate::config::{Direction, HeaderRule, Limits, PathMatch, PathNormalization, RouteMatch};
+use crate::mesh::Inbound;
 use crate::metrics::{ConnectionMetrics, RouteMetrics};
 use crate::upstream::Upstream;
 
@@ -23,6 +24,10 @@ pub(crate) struct ListenerState {
     pub(crate) limits: Limits,
     /// How request paths are normalized (fixed: a change needs a restart like the address).
     pub(crate) paths: PathNormalization,
+    /// The mTLS step of `tls: strict | permissive` (fixed like `paths`).
+    pub(crate) inbound_tls: Option<Inbound>,
+    /// Where the caller's SPIFFE ID goes upstream; a client's copy is always removed.
+    pub(crate) peer_identity_header: Option<http::HeaderName>,
     /// Requests that matched no route, or were refused before routing.
     pub(crate) unmatched: RouteMetrics,
     pub(crate) connections: ConnectionMetrics,

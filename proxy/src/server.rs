@@ -1,5 +1,6 @@
-//! Accepting connections: the connection cap, protocol detection, HTTP/1.1 and HTTP/2 options,
-//! the head and idle timeouts, the premature-reset guard, and graceful drain.
+//! Accepting connections: the connection cap, the mTLS step of `tls: strict | permissive`
+//! listeners ([`crate::mesh`]), protocol detection (ALPN when TLS chose it), HTTP/1.1 and
+//! HTTP/2 options, the head and idle timeouts, the premature-reset guard, and graceful drain.
 //!
 //! Every connection is watched by one timer in its own task. What the timer enforces depends
 //! on what the connection is doing, which [`ConnState`] tracks with a few atomics:
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 use crate::body::ProxyBody;
 use crate::config::Limits;
 use crate::exchange::handle;
+use crate::mesh::Downstream;
 use crate::route::ListenerState;
 
 /// How long shutdown waits for in-flight requests.
@@ -155,7 +157,7 @@ enum Protocol {
 
 /// Read until the bytes tell HTTP/2's preface from anything else. The bytes read are given
 /// back to the connection through [`ConnIo`].
-async fn detect(stream: &mut TcpStream) -> std::io::Result<Option<(Protocol, Bytes)>> {
+async fn detect(stream: &mut Downstream) -> std::io::Result<Option<(Protocol, Bytes)>> {
     let mut buf = vec![0; 1024];
     let mut n = 0;
     loop {
@@ -177,7 +179,7 @@ async fn detect(stream: &mut TcpStream) -> std::io::Result<Option<(Protocol, Byt
 }
 
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     client: SocketAddr,
     state: &Arc<ListenerState>,
     builders: &(http1::Builder, http2::Builder<TokioExecutor>),
@@ -185,7 +187,24 @@ async fn serve_connection(
 ) {
     let limits = &state.limits;
     let conn = Arc::new(ConnState::new(limits));
-    let detected = tokio::time::timeout(limits.request_head_timeout, detect(&mut stream)).await;
+    // The TLS step and protocol detection share the head timeout.
+    let deadline = Instant::now() + limits.request_head_timeout;
+    let (mut stream, peer, alpn_h2) = match &state.inbound_tls {
+        None => (Downstream::Plain(stream), None, None),
+        Some(tls) => {
+            let timeout = limits.request_head_timeout;
+            match tls.accept(stream, client, &state.name, timeout).await {
+                Some(accepted) => (accepted.stream, accepted.peer, accepted.alpn_h2),
+                None => return,
+            }
+        }
+    };
+    let detected = match alpn_h2 {
+        // ALPN settled it; hyper refuses a client that then speaks the other protocol.
+        Some(true) => Ok(Ok(Some((Protocol::Http2, Bytes::new())))),
+        Some(false) => Ok(Ok(Some((Protocol::Http1, Bytes::new())))),
+        None => tokio::time::timeout_at(deadline, detect(&mut stream)).await,
+    };
     let (protocol, prefix) = match detected {
         Ok(Ok(Some(found))) => found,
         Ok(Ok(None)) => return,
@@ -213,8 +232,9 @@ async fn serve_connection(
         service_fn(move |request| {
             let guard = StreamGuard::new(conn.clone());
             let state = state.clone();
+            let peer = peer.clone();
             async move {
-                let response = handle(&state, client, request).await;
+                let response = handle(&state, client, peer, request).await;
                 Ok::<_, Infallible>(response.map(|body| guard.responded(body)))
             }
         })
@@ -447,7 +467,7 @@ pin_project_lite::pin_project! {
     struct ConnIo {
         prefix: Bytes,
         #[pin]
-        inner: TcpStream,
+        inner: Downstream,
         conn: Arc<ConnState>,
     }
 }

@@ -11,24 +11,30 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use weft_identity::tls::MeshTls;
 use weft_runtime::error_chain;
 
 use crate::body::{self, ProxyBody};
-use crate::config::{Limits, UpstreamConfig, UpstreamProtocol};
+use crate::config::{Limits, UpstreamConfig, UpstreamProtocol, UpstreamTls};
+use crate::mesh::{self, Outbound};
 use crate::respond::Refusal;
 
 /// Connects to one fixed endpoint whatever the request's authority says.
 ///
 /// Requests keep their original `Host`/`:authority` (as Envoy does by default), so the URI
 /// the client sees cannot be what decides where to connect.
+///
+/// With mesh mTLS the connector also runs the handshake (within the same connect timeout)
+/// and checks the upstream's identity, so a pooled connection is always an authenticated one.
 #[derive(Clone, Debug)]
 pub(crate) struct FixedConnector {
     endpoint: Arc<str>,
     connect_timeout: Duration,
+    tls: Option<Outbound>,
 }
 
 impl tower_service::Service<http::Uri> for FixedConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<mesh::Upstream>;
     type Error = std::io::Error;
     type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
 
@@ -39,13 +45,26 @@ impl tower_service::Service<http::Uri> for FixedConnector {
     fn call(&mut self, _: http::Uri) -> Self::Future {
         let endpoint = self.endpoint.clone();
         let timeout = self.connect_timeout;
+        let tls = self.tls.clone();
         Box::pin(async move {
-            let stream = tokio::time::timeout(timeout, TcpStream::connect(&*endpoint))
+            let timed_out =
+                |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+            let deadline = tokio::time::Instant::now() + timeout;
+            let stream = tokio::time::timeout_at(deadline, TcpStream::connect(&*endpoint))
                 .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
+                .map_err(timed_out)??;
             stream.set_nodelay(true)?;
+            let stream = match tls {
+                None => mesh::Upstream::Plain(stream),
+                Some(tls) => tokio::time::timeout_at(deadline, tls.connect(stream))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the mTLS handshake did not finish within the connect timeout",
+                        )
+                    })??,
+            };
             Ok(TokioIo::new(stream))
         })
     }
@@ -69,24 +88,39 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    pub(crate) fn new(config: &UpstreamConfig) -> Self {
+    /// `mesh` is the proxy's mTLS, used when the upstream has `tls: { mode: mesh }`.
+    pub(crate) fn new(
+        config: &UpstreamConfig,
+        mesh: &MeshTls,
+        handshakes: &mesh::Handshakes,
+    ) -> Self {
         let endpoints = config
             .endpoints
             .iter()
             .map(|e| {
-                let connector = FixedConnector {
+                let connector = |h2: bool| FixedConnector {
                     endpoint: e.as_str().into(),
                     connect_timeout: config.connect_timeout,
+                    tls: match &config.tls {
+                        UpstreamTls::Disabled => None,
+                        UpstreamTls::Mesh { identity } => Some(Outbound::new(
+                            mesh,
+                            h2,
+                            e,
+                            identity.as_ref(),
+                            handshakes.clone(),
+                        )),
+                    },
                 };
                 let http1 = Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .pool_timer(TokioTimer::new())
-                    .build(connector.clone());
+                    .build(connector(false));
                 let http2 = Client::builder(TokioExecutor::new())
                     .http2_only(true)
                     .timer(TokioTimer::new())
                     .pool_timer(TokioTimer::new())
-                    .build(connector);
+                    .build(connector(true));
                 Endpoint { http1, http2 }
             })
             .collect();

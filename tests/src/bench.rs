@@ -74,6 +74,7 @@ pub fn info() -> RequestInfo {
         listener: "inbound".into(),
         direction: Direction::Inbound,
         route: Some("default".into()),
+        peer_identity: None,
     }
 }
 

@@ -446,4 +446,5 @@ pub fn classify_tls(error: &Error) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

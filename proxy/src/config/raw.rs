@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Direction, EscapedSlashes, FailurePolicy, Isolation, UpstreamProtocol};
+use super::{Direction, EscapedSlashes, FailurePolicy, InboundTls, Isolation, UpstreamProtocol};
 
 #[derive(Deserialize)]
 #[serde(
@@ -25,6 +25,43 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) upstreams: Vec<RawUpstream>,
     pub(super) control_plane: Option<RawControlPlane>,
+    pub(super) identity: Option<RawIdentity>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `token_file` and optionally `service_account`"
+)]
+pub(super) struct RawIdentity {
+    pub(super) service_account: Option<String>,
+    pub(super) token_file: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `mode` (strict, permissive or disabled)"
+)]
+pub(super) struct RawListenerTls {
+    pub(super) mode: InboundTls,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `mode` (mesh or disabled) and optionally `identity`"
+)]
+pub(super) struct RawUpstreamTls {
+    pub(super) mode: RawUpstreamTlsMode,
+    pub(super) identity: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawUpstreamTlsMode {
+    Mesh,
+    Disabled,
 }
 
 #[derive(Deserialize)]
@@ -42,12 +79,12 @@ pub(super) struct RawControlPlane {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `ca`, `cert` and `key`"
+    expecting = "a mapping with `ca`, and `cert` and `key` unless `identity` is set"
 )]
 pub(super) struct RawClientTls {
     pub(super) ca: PathBuf,
-    pub(super) cert: PathBuf,
-    pub(super) key: PathBuf,
+    pub(super) cert: Option<PathBuf>,
+    pub(super) key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +133,8 @@ pub(super) struct RawListener {
     pub(super) direction: Direction,
     #[serde(default)]
     pub(super) paths: RawPaths,
+    pub(super) tls: Option<RawListenerTls>,
+    pub(super) peer_identity_header: Option<String>,
     #[serde(default)]
     pub(super) filters: Vec<RawFilter>,
     #[serde(default)]
@@ -190,6 +229,7 @@ pub(super) struct RawUpstream {
     pub(super) protocol: UpstreamProtocol,
     pub(super) connect_timeout: Option<String>,
     pub(super) timeout: Option<String>,
+    pub(super) tls: Option<RawUpstreamTls>,
 }
 
 /// A size as written: `16MiB` or a plain number of bytes, kept as text until it is parsed.

@@ -238,7 +238,100 @@ fn doc_example_is_valid() {
     assert_eq!(cp.labels.get("app").map(String::as_str), Some("shop"));
     assert!(cp.state_dir.ends_with("state"), "{:?}", cp.state_dir);
     let tls = cp.tls.as_ref().expect("tls");
-    assert!(tls.cert.ends_with("certs/proxy.pem"), "{:?}", tls.cert);
+    let (cert, _) = tls.client_cert.as_ref().expect("client certificate");
+    assert!(cert.ends_with("certs/proxy.pem"), "{cert:?}");
+
+    let identity = config.identity.as_ref().expect("identity");
+    assert_eq!(
+        (identity.namespace.as_str(), identity.service_account.as_str()),
+        ("shop", "orders")
+    );
+    assert!(identity.token_file.ends_with("weft/token"));
+    let listener = &config.listeners[0];
+    assert_eq!(listener.tls, InboundTls::Strict);
+    assert_eq!(
+        listener.peer_identity_header.as_ref().map(|h| h.as_str()),
+        Some("x-weft-peer-identity")
+    );
+    let reviews = config.upstream("reviews").expect("reviews");
+    match &reviews.tls {
+        UpstreamTls::Mesh { identity: Some(id) } => {
+            assert_eq!(id.as_str(), "spiffe://cluster.local/ns/shop/sa/reviews");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(config.upstream("app").expect("app").tls, UpstreamTls::Disabled);
+}
+
+#[test]
+fn mesh_tls_errors_name_the_field() {
+    let cp = "control_plane: { address: http://cp:1, name: p, namespace: shop }\n";
+    let listener = |tls: &str| {
+        format!(
+            "listeners: [{{ name: l, address: 127.0.0.1:0, {tls} routes: [{{ name: r, upstream: u }}] }}]\n"
+        )
+    };
+    let upstream = |tls: &str| format!("upstreams: [{{ name: u, endpoints: [\"127.0.0.1:1\"] {tls} }}]\n");
+    let cases = [
+        (
+            format!("{}{}", listener("tls: { mode: strict },"), upstream("")),
+            "listeners[0].tls.mode: mTLS needs this proxy's workload identity",
+        ),
+        (
+            format!("{}{}", listener(""), upstream(", tls: { mode: mesh }")),
+            "upstreams[0].tls.mode: mesh mTLS needs this proxy's workload identity",
+        ),
+        (
+            format!("{}{}identity: {{ token_file: t }}\n", listener(""), upstream("")),
+            "identity: needs `control_plane`",
+        ),
+        (
+            format!(
+                "{}{}{cp}identity: {{ token_file: t }}\n",
+                listener(""),
+                upstream(", tls: { mode: mesh, identity: \"spiffe://td/ns/shop\" }")
+            ),
+            "upstreams[0].tls.identity: \"spiffe://td/ns/shop\" is not a workload SPIFFE ID",
+        ),
+        (
+            format!(
+                "{}{}{cp}identity: {{ token_file: t, service_account: Orders }}\n",
+                listener(""),
+                upstream("")
+            ),
+            "identity.service_account: service account \"Orders\" contains 'O'",
+        ),
+        (
+            format!("{}{}", listener("tls: { mode: sometimes },"), upstream("")),
+            "unknown variant `sometimes`",
+        ),
+        (
+            format!("{}{}", listener("peer_identity_header: connection,"), upstream("")),
+            "listeners[0].peer_identity_header: \"connection\" is a header the proxy manages",
+        ),
+        (
+            format!(
+                "{}{}control_plane: {{ address: https://cp:1, name: p, tls: {{ ca: a }} }}\n",
+                listener(""),
+                upstream("")
+            ),
+            "control_plane.tls: needs `cert` and `key`",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let err = load(&yaml).expect_err(&yaml).to_string();
+        assert!(err.contains(want), "{yaml}: {err}");
+    }
+    // With an identity, the control plane channel may use the workload certificate.
+    let ok = format!(
+        "{}{}control_plane: {{ address: https://cp:1, name: p, tls: {{ ca: a }} }}\nidentity: {{ token_file: t }}\n",
+        listener("tls: { mode: permissive },"),
+        upstream(", tls: { mode: mesh }")
+    );
+    let config = load(&ok).expect("valid");
+    assert_eq!(config.control_plane.expect("cp").tls.expect("tls").client_cert, None);
+    assert_eq!(config.listeners[0].tls, InboundTls::Permissive);
+    assert_eq!(config.upstreams[0].tls, UpstreamTls::Mesh { identity: None });
 }
 
 #[test]
@@ -282,7 +375,7 @@ fn control_plane_errors_name_the_field() {
 fn doc_example_error_is_accurate() {
     let yaml = doc_example().replace("upstream: billing ", "upstream: bilings ");
     let err = load(&yaml).expect_err("invalid");
-    let documented = "weft.yaml:60:19: listeners[0].routes[0].upstream: unknown upstream \"bilings\" (known: app, billing)";
+    let documented = "weft.yaml:73:19: listeners[0].routes[0].upstream: unknown upstream \"bilings\" (known: app, billing, reviews)";
     assert!(include_str!("../config.rs").contains(documented));
     assert!(err.to_string().ends_with(documented), "{err}");
 }

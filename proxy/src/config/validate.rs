@@ -120,10 +120,43 @@ impl<'a> Context<'a> {
             ));
         }
 
+        let identity = match (raw.identity, &raw.control_plane) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(self.error(
+                    &root.key("identity"),
+                    "needs `control_plane`: weft-controlplane issues workload certificates",
+                ));
+            }
+            (Some(identity), Some(_)) => Some(identity),
+        };
         let control_plane = match raw.control_plane {
-            Some(cp) => Some(self.control_plane(&root.key("control_plane"), cp)?),
+            Some(cp) => Some(self.control_plane(
+                &root.key("control_plane"),
+                cp,
+                identity.is_some(),
+            )?),
             None => None,
         };
+        let identity = match (identity, &control_plane) {
+            (Some(raw), Some(cp)) => Some(self.identity(&root.key("identity"), raw, cp)?),
+            _ => None,
+        };
+        if identity.is_none() {
+            let needs = "needs this proxy's workload identity: add `identity: { token_file: ... }` (and a `control_plane` that issues certificates)";
+            if let Some(i) = listeners.iter().position(|l| l.tls != InboundTls::Disabled) {
+                return Err(self.error(
+                    &root.key("listeners").index(i).key("tls").key("mode"),
+                    format!("mTLS {needs}"),
+                ));
+            }
+            if let Some(i) = upstreams.iter().position(|u| u.tls != UpstreamTls::Disabled) {
+                return Err(self.error(
+                    &root.key("upstreams").index(i).key("tls").key("mode"),
+                    format!("mesh mTLS {needs}"),
+                ));
+            }
+        }
 
         Ok(Config {
             admin,
@@ -132,11 +165,46 @@ impl<'a> Context<'a> {
             listeners,
             upstreams,
             control_plane,
+            identity,
             source: self.doc.file().to_owned(),
         })
     }
 
-    fn control_plane(&self, path: &FieldPath, raw: RawControlPlane) -> Result<ControlPlaneConfig> {
+    fn identity(
+        &self,
+        path: &FieldPath,
+        raw: RawIdentity,
+        cp: &ControlPlaneConfig,
+    ) -> Result<IdentityConfig> {
+        let service_account = raw
+            .service_account
+            .or_else(|| std::env::var("WEFT_SERVICE_ACCOUNT").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| "default".to_owned());
+        if let Err(e) = weft_identity::check_name(&service_account, "service account") {
+            return Err(self.error(&path.key("service_account"), e.to_string()));
+        }
+        if let Err(e) = weft_identity::check_name(&cp.namespace, "namespace") {
+            return Err(self.error(
+                &FieldPath::root().key("control_plane").key("namespace"),
+                format!("{e} (it is the namespace of this proxy's workload identity)"),
+            ));
+        }
+        if raw.token_file.as_os_str().is_empty() {
+            return Err(self.error(&path.key("token_file"), "must not be empty"));
+        }
+        Ok(IdentityConfig {
+            namespace: cp.namespace.clone(),
+            service_account,
+            token_file: self.base_dir.join(raw.token_file),
+        })
+    }
+
+    fn control_plane(
+        &self,
+        path: &FieldPath,
+        raw: RawControlPlane,
+        has_identity: bool,
+    ) -> Result<ControlPlaneConfig> {
         let address = raw.address.trim().to_owned();
         let https = address.starts_with("https://");
         if !https && !address.starts_with("http://") {
@@ -172,11 +240,34 @@ impl<'a> Context<'a> {
             .or_else(|| from_env(&["POD_NAMESPACE"]))
             .unwrap_or_else(|| "default".to_owned());
         let namespace = self.name(&path.key("namespace"), namespace)?;
-        let tls = raw.tls.map(|t| ClientTls {
-            ca: self.base_dir.join(t.ca),
-            cert: self.base_dir.join(t.cert),
-            key: self.base_dir.join(t.key),
-        });
+        let tls = match raw.tls {
+            None => None,
+            Some(t) => {
+                let client_cert = match (t.cert, t.key) {
+                    (Some(cert), Some(key)) => {
+                        Some((self.base_dir.join(cert), self.base_dir.join(key)))
+                    }
+                    (None, None) if has_identity => None,
+                    (None, None) => {
+                        return Err(self.error(
+                            &path.key("tls"),
+                            "needs `cert` and `key` (this proxy's client certificate), or an \
+                             `identity` whose workload certificate is used instead",
+                        ));
+                    }
+                    (Some(_), None) => {
+                        return Err(self.error(&path.key("tls"), "`cert` needs `key`"));
+                    }
+                    (None, Some(_)) => {
+                        return Err(self.error(&path.key("tls"), "`key` needs `cert`"));
+                    }
+                };
+                Some(ClientTls {
+                    ca: self.base_dir.join(t.ca),
+                    client_cert,
+                })
+            }
+        };
         if https && tls.is_none() {
             return Err(self.error(
                 &path.key("address"),
@@ -370,11 +461,31 @@ impl<'a> Context<'a> {
                 .escaped_slashes
                 .unwrap_or(defaults.escaped_slashes),
         };
+        let peer_identity_header = match raw.peer_identity_header {
+            None => None,
+            Some(name) => {
+                let path = path.key("peer_identity_header");
+                let header = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    self.error(&path, format!("invalid header name {name:?}"))
+                })?;
+                if weft_runtime::hop::is_hop_by_hop(&header)
+                    || weft_text::is_managed_header(header.as_str())
+                {
+                    return Err(self.error(
+                        &path,
+                        format!("{name:?} is a header the proxy manages; pick another, like x-weft-peer-identity"),
+                    ));
+                }
+                Some(header)
+            }
+        };
         Ok(ListenerConfig {
             name,
             address,
             direction: raw.direction,
             paths,
+            tls: raw.tls.map_or(InboundTls::Disabled, |t| t.mode),
+            peer_identity_header,
             filters,
             routes,
         })
@@ -597,12 +708,40 @@ impl<'a> Context<'a> {
             None => Duration::from_secs(30),
             Some(text) => self.duration(&path.key("timeout"), &text, None)?,
         };
+        let tls = match raw.tls {
+            None => UpstreamTls::Disabled,
+            Some(RawUpstreamTls {
+                mode: RawUpstreamTlsMode::Disabled,
+                identity: Some(_),
+            }) => {
+                return Err(self.error(
+                    &path.key("tls").key("identity"),
+                    "`identity` needs `mode: mesh`",
+                ));
+            }
+            Some(RawUpstreamTls {
+                mode: RawUpstreamTlsMode::Disabled,
+                identity: None,
+            }) => UpstreamTls::Disabled,
+            Some(RawUpstreamTls {
+                mode: RawUpstreamTlsMode::Mesh,
+                identity,
+            }) => UpstreamTls::Mesh {
+                identity: match identity {
+                    None => None,
+                    Some(id) => Some(weft_identity::SpiffeId::parse(id.trim()).map_err(|e| {
+                        self.error(&path.key("tls").key("identity"), e.to_string())
+                    })?),
+                },
+            },
+        };
         Ok(UpstreamConfig {
             name,
             endpoints: raw.endpoints,
             protocol: raw.protocol,
             connect_timeout,
             timeout,
+            tls,
         })
     }
 

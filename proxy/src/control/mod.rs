@@ -23,9 +23,11 @@ use weft_api::v1::{
     SubscribeRequest, subscribe_request::Kind,
 };
 
+use weft_identity::tls::MeshTls;
 use weft_runtime::{FilterSpec, cache, error_chain};
 
 use self::store::Store;
+use crate::identity::Identity as WorkloadIdentity;
 use crate::build::{Builder, DynamicFilter, Used};
 use crate::chain::RequestMatch;
 use crate::config::{ControlPlaneConfig, Direction, FailurePolicy, Isolation, filter_limits};
@@ -75,16 +77,30 @@ pub(super) fn restore(
 }
 
 /// Stay subscribed until shutdown, reconnecting with jittered exponential backoff.
+///
+/// With `identity` and no client certificate of its own, the proxy subscribes with its
+/// workload certificate: it waits for the first one, and each reconnection uses the newest.
 pub(super) async fn run(
     reloader: Arc<Reloader>,
     cp: ControlPlaneConfig,
+    identity: Option<WorkloadIdentity>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mesh = match identity {
+        Some(identity) if cp.tls.as_ref().is_some_and(|t| t.client_cert.is_none()) => {
+            tokio::select! {
+                () = identity.installed() => {}
+                _ = shutdown.changed() => return,
+            }
+            Some(identity.mesh)
+        }
+        _ => None,
+    };
     let mut delay = BACKOFF_MIN;
     loop {
         let mut established = false;
         let outcome = tokio::select! {
-            outcome = session(&reloader, &cp, &mut established) => outcome,
+            outcome = session(&reloader, &cp, mesh.as_deref(), &mut established) => outcome,
             _ = shutdown.changed() => return,
         };
         reloader.metrics().set_control_plane_connected(false);
@@ -111,9 +127,10 @@ pub(super) async fn run(
 async fn session(
     reloader: &Arc<Reloader>,
     cp: &ControlPlaneConfig,
+    mesh: Option<&MeshTls>,
     established: &mut bool,
 ) -> Result<(), String> {
-    let endpoint = endpoint(cp)?;
+    let endpoint = endpoint(cp, mesh)?;
     let channel = endpoint.connect().await.map_err(|e| error_chain(&e))?;
     let mut client = FilterDistributionClient::new(channel.clone())
         .max_decoding_message_size(weft_api::MAX_MESSAGE_BYTES)
@@ -255,7 +272,9 @@ async fn fetch(
     Ok(bytes.into())
 }
 
-fn endpoint(cp: &ControlPlaneConfig) -> Result<Endpoint, String> {
+/// The control plane's endpoint. Its client certificate is the configured one or, without
+/// one, the workload certificate `mesh` holds (none yet: only `Certify` works).
+pub(crate) fn endpoint(cp: &ControlPlaneConfig, mesh: Option<&MeshTls>) -> Result<Endpoint, String> {
     let mut endpoint = Endpoint::from_shared(cp.address.clone())
         .map_err(|e| format!("invalid control plane address {:?}: {e}", cp.address))?
         .connect_timeout(Duration::from_secs(2))
@@ -267,9 +286,16 @@ fn endpoint(cp: &ControlPlaneConfig) -> Result<Endpoint, String> {
         let read = |path: &Path| {
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
         };
-        let config = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read(&tls.ca)?))
-            .identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&tls.ca)?));
+        match (&tls.client_cert, mesh.and_then(MeshTls::current)) {
+            (Some((cert, key)), _) => {
+                config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            (None, Some(workload)) => {
+                config = config.identity(Identity::from_pem(workload.chain_pem(), workload.key_pem()));
+            }
+            (None, None) => {}
+        }
         endpoint = endpoint
             .tls_config(config)
             .map_err(|e| format!("invalid TLS settings: {}", error_chain(&e)))?;

@@ -100,6 +100,8 @@ pub struct RequestInfo {
     pub direction: ListenerDirection,
     /// The route it matched.
     pub route: Option<Arc<str>>,
+    /// The caller's SPIFFE ID when it came over mTLS; none for plaintext.
+    pub peer_identity: Option<Arc<str>>,
 }
 
 fn parse_name(name: &str) -> Result<HeaderName, EditError> {
@@ -326,7 +328,7 @@ impl HostRequest for HostState {
     }
 
     fn peer_identity(&mut self, _: Resource<RequestSlot>) -> wasmtime::Result<Option<String>> {
-        Ok(None)
+        Ok(self.info()?.peer_identity.as_deref().map(str::to_owned))
     }
 
     fn upstream(&mut self, _: Resource<RequestSlot>) -> wasmtime::Result<Option<String>> {

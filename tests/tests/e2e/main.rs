@@ -19,6 +19,7 @@ mod kube_fake;
 mod kubernetes;
 mod kubernetes_examples;
 mod load;
+mod mesh;
 mod metrics;
 mod rate_limit;
 mod reload;

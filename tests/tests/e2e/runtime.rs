@@ -45,6 +45,7 @@ fn request(path: &'static str) -> (RequestHead, RequestInfo) {
         listener: "inbound".into(),
         direction: Direction::Inbound,
         route: None,
+        peer_identity: None,
     };
     (head, info)
 }

@@ -7,8 +7,9 @@
 //! Response headers: sets `x-weft-response: 1`, `x-weft-saw-path: <request path>`,
 //! `x-weft-readonly: ok` when editing the request fails with `ReadOnly` (otherwise a description
 //! of what happened), `x-weft-route: <route name or none>`, `x-weft-listener: <listener name>`,
-//! `x-weft-direction: inbound|outbound`, `x-weft-client: yes|no` (client address known) and
-//! `x-weft-saw-authority: <request authority or none>`.
+//! `x-weft-direction: inbound|outbound`, `x-weft-client: yes|no` (client address known),
+//! `x-weft-saw-authority: <request authority or none>` and `x-weft-peer: <the caller's
+//! SPIFFE ID (mTLS) or plaintext>`.
 
 use weft_sdk::{Action, EditError, Filter, Request, Response};
 
@@ -66,6 +67,12 @@ impl Filter for Headers {
             (
                 "x-weft-saw-authority",
                 request.authority().unwrap_or_else(|| "none".to_owned()),
+            ),
+            (
+                "x-weft-peer",
+                request
+                    .peer_identity()
+                    .unwrap_or_else(|| "plaintext".to_owned()),
             ),
         ];
         for (name, value) in fields {
