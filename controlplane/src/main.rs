@@ -229,7 +229,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen for proxies on {}", args.listen))?;
-    let grpc = server::serve(&control_plane, listener, tls.as_ref()).await?;
+    let grpc = server::serve(&control_plane, listener, tls.as_ref(), None).await?;
     tracing::info!(address = %grpc.local_addr(), "control plane listening");
 
     let admin_listener = TcpListener::bind(args.admin)

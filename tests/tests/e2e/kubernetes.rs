@@ -66,7 +66,7 @@ impl Cluster {
     async fn start_on(api: FakeApiServer, address: SocketAddr, options: KubernetesOptions) -> Self {
         let control_plane = ControlPlane::new("weft-system");
         let listener = TcpListener::bind(address).await.expect("bind");
-        let grpc = server::serve(&control_plane, listener, None)
+        let grpc = server::serve(&control_plane, listener, None, None)
             .await
             .expect("gRPC server");
         let source = KubernetesSource::start(api.client(), control_plane.clone(), options)
@@ -774,7 +774,7 @@ async fn a_real_cluster_applies_rolls_and_reports() {
     // The control plane (watching only our namespace) and a proxy in that namespace.
     let control_plane = ControlPlane::new("weft-system");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let grpc = server::serve(&control_plane, listener, None)
+    let grpc = server::serve(&control_plane, listener, None, None)
         .await
         .expect("gRPC");
     let options = KubernetesOptions {
@@ -901,7 +901,7 @@ async fn a_real_cluster_applies_rolls_and_reports() {
     grpc.shutdown().await;
     let control_plane = ControlPlane::new("weft-system");
     let listener = TcpListener::bind(address).await.expect("bind again");
-    let _grpc = server::serve(&control_plane, listener, None)
+    let _grpc = server::serve(&control_plane, listener, None, None)
         .await
         .expect("gRPC");
     let _source =
