@@ -2,10 +2,13 @@
 //!
 //! - `GET /proxies`: every proxy that subscribed, with what it was sent and what it answered.
 //! - `GET /filters`: the catalog's filters and the source's errors.
+//! - `GET /identity`: whether the control plane issues workload certificates, and how many it
+//!   issued and refused (by reason) since start.
 //! - `GET /healthz`: `ok`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::identity::{IdentityStatus, Issuer};
 use crate::{ControlPlane, Error, ProxyStatus, SourceError};
 
 /// How long shutdown waits for in-flight admin requests.
@@ -33,9 +37,13 @@ pub struct AdminHandle {
     task: JoinHandle<()>,
 }
 
-/// Serves the admin endpoint for `control_plane` on `listener` until
-/// [`AdminHandle::shutdown`].
-pub fn serve(control_plane: &ControlPlane, listener: TcpListener) -> Result<AdminHandle, Error> {
+/// Serves the admin endpoint for `control_plane` (and the certificate authority `identity`,
+/// if it runs one) on `listener` until [`AdminHandle::shutdown`].
+pub fn serve(
+    control_plane: &ControlPlane,
+    listener: TcpListener,
+    identity: Option<Arc<Issuer>>,
+) -> Result<AdminHandle, Error> {
     let runtime = tokio::runtime::Handle::try_current()
         .map_err(|_| Error::NoRuntime("the admin endpoint"))?;
     let local_addr = listener.local_addr().map_err(Error::LocalAddr)?;
@@ -56,8 +64,9 @@ pub fn serve(control_plane: &ControlPlane, listener: TcpListener) -> Result<Admi
                 },
             };
             let cp = cp.clone();
+            let identity = identity.clone();
             let service = service_fn(move |request| {
-                let response = respond(&cp, &request);
+                let response = respond(&cp, identity.as_deref(), &request);
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -124,12 +133,16 @@ struct FilterView {
     priority: i32,
 }
 
-fn respond(cp: &ControlPlane, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(
+    cp: &ControlPlane,
+    identity: Option<&Issuer>,
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    if !matches!(path, "/proxies" | "/filters" | "/healthz") {
+    if !matches!(path, "/proxies" | "/filters" | "/identity" | "/healthz") {
         return text(
             StatusCode::NOT_FOUND,
-            "not found; try /proxies, /filters or /healthz\n",
+            "not found; try /proxies, /filters, /identity or /healthz\n",
         );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -161,6 +174,7 @@ fn respond(cp: &ControlPlane, request: &Request<Incoming>) -> Response<Full<Byte
                 errors: cp.source_errors(),
             })
         }
+        "/identity" => json(&identity.map_or_else(IdentityStatus::disabled, Issuer::status)),
         _ => text(StatusCode::OK, "ok"),
     }
 }

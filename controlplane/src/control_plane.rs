@@ -141,7 +141,7 @@ impl ControlPlane {
     /// run until the proxy disconnects; [`server::serve`](crate::server::serve) also ends
     /// them on shutdown.
     pub fn service(&self) -> FilterDistributionServer<Distribution> {
-        Distribution::new(self.clone(), None).into_server()
+        Distribution::new(self.clone(), None, false).into_server()
     }
 
     /// Changes whenever a proxy connects, disconnects, is sent a snapshot or answers one: a
@@ -161,13 +161,20 @@ impl ControlPlane {
         self.inner.catalog.subscribe()
     }
 
-    /// Records a new stream for `identity`, replacing any earlier entry with the same
-    /// namespace and name; returns the stream's id.
-    pub(crate) fn register(&self, identity: ProxyIdentity, serving_version: u64) -> u64 {
+    /// Records a new stream for `identity` (proven by a client certificate with SPIFFE ID
+    /// `spiffe_id`, if any), replacing any earlier entry with the same namespace and name;
+    /// returns the stream's id.
+    pub(crate) fn register(
+        &self,
+        identity: ProxyIdentity,
+        spiffe_id: Option<String>,
+        serving_version: u64,
+    ) -> u64 {
         let stream = self.inner.next_stream.fetch_add(1, Ordering::Relaxed);
         let key = (identity.namespace.clone(), identity.name.clone());
         let status = ProxyStatus {
             identity,
+            spiffe_id,
             connected: true,
             connected_at: SystemTime::now(),
             disconnected_at: None,

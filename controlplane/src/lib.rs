@@ -9,9 +9,13 @@
 //!   and ConfigMaps.
 //! - [`catalog`]: the resolved filters and module bytes, and which filters select a proxy.
 //! - [`ControlPlane`]: holds the current catalog and the status of every proxy.
-//! - [`server`]: the gRPC `FilterDistribution` service (see `api/proto`) over TCP, with
-//!   optional mTLS ([`tls`]) binding proxy identities to client certificates.
-//! - [`admin`]: a small HTTP endpoint for status (`/proxies`, `/filters`, `/healthz`).
+//! - [`identity`]: the mesh's certificate authority as the gRPC `Identity` service: workload
+//!   certificates for proxies whose credential (a bootstrap token, or a Kubernetes
+//!   service-account token) proves the identity they ask for.
+//! - [`server`]: the gRPC `FilterDistribution` and `Identity` services (see `api/proto`) over
+//!   TCP, with optional mTLS ([`tls`]) binding proxy identities to client certificates.
+//! - [`admin`]: a small HTTP endpoint for status (`/proxies`, `/filters`, `/identity`,
+//!   `/healthz`).
 
 pub mod admin;
 pub mod catalog;
@@ -20,6 +24,7 @@ pub mod crd;
 pub mod definition;
 mod error;
 pub mod fetch;
+pub mod identity;
 pub mod sandbox;
 pub mod server;
 pub mod source;

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -14,10 +15,14 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 use weft_controlplane::fetch::FetchOptions;
+use weft_controlplane::identity::{
+    BootstrapTokens, DEFAULT_TOKEN_AUDIENCE, Issuer, Reviewer, TokenReviewer,
+};
 use weft_controlplane::source::dir::DirSource;
 use weft_controlplane::source::kubernetes::{KubernetesOptions, KubernetesSource};
 use weft_controlplane::tls::TlsConfig;
 use weft_controlplane::{ControlPlane, DEFAULT_ROOT_NAMESPACE, admin, server};
+use weft_identity::authority::{ANCHOR_FILE, Authority, AuthoritySource};
 
 /// weft's control plane: streams WasmFilter definitions to proxies.
 #[derive(Debug, Parser)]
@@ -115,6 +120,171 @@ struct Args {
     /// CA (PEM) that signs proxy certificates; enables mTLS and identity checks.
     #[arg(long, requires = "tls_cert")]
     client_ca: Option<PathBuf>,
+    #[command(flatten)]
+    identity: IdentityArgs,
+}
+
+/// Mesh identity: the control plane as the certificate authority that issues proxies their
+/// workload certificates (the `Identity.Certify` RPC). Off unless an authority is given.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Mesh identity (off unless an authority is given)")]
+struct IdentityArgs {
+    /// Issue workload certificates from the certificate authority in DIR (`ca.pem`,
+    /// `ca-key.pem`), generated and written there on first start. Keep DIR across restarts:
+    /// a new trust anchor does not trust the certificates issued under the old one.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "identity_trust_anchors", "identity_issuer_cert", "identity_issuer_key",
+    ])]
+    identity_dir: Option<PathBuf>,
+    /// Issue workload certificates from a mounted authority (e.g. a Kubernetes Secret): the
+    /// trust anchors (one or more PEM certificates) that sidecars trust. Needs
+    /// --identity-issuer-cert and --identity-issuer-key.
+    #[arg(long, value_name = "PEM", requires_all = ["identity_issuer_cert", "identity_issuer_key"])]
+    identity_trust_anchors: Option<PathBuf>,
+    /// The issuer's certificate (PEM): one of the anchors, or an intermediate signed by one.
+    #[arg(long, value_name = "PEM", requires_all = ["identity_trust_anchors", "identity_issuer_key"])]
+    identity_issuer_cert: Option<PathBuf>,
+    /// The issuer's private key (PEM: PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, value_name = "PEM", requires_all = ["identity_trust_anchors", "identity_issuer_cert"])]
+    identity_issuer_key: Option<PathBuf>,
+    /// The trust domain of the SPIFFE IDs issued:
+    /// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    trust_domain: String,
+    /// How long an issued certificate is valid (from 1s to 366d); proxies renew at about
+    /// half of it.
+    #[arg(long, default_value = "24h", value_parser = weft_yaml::parse_duration)]
+    certificate_lifetime: Duration,
+    /// With `--source dir=...`: the bootstrap token file, required with an authority. One
+    /// line per token: `<token> <namespace>/<service-account>` (tokens of 16 or more
+    /// characters; `#` comment lines and blank lines are ignored). A proxy presenting a token
+    /// gets that identity only. The file is read again when it changes.
+    #[arg(long, value_name = "FILE")]
+    bootstrap_tokens: Option<PathBuf>,
+    /// With `--source kubernetes`: the audience service-account tokens must be bound to
+    /// (checked with TokenReview; proxies send a projected token with this audience).
+    /// Default: `weft`.
+    #[arg(long, value_name = "AUDIENCE")]
+    token_audience: Option<String>,
+}
+
+impl IdentityArgs {
+    /// Where the authority comes from, if identity is on.
+    fn authority_source(&self) -> Option<AuthoritySource> {
+        if let Some(dir) = &self.identity_dir {
+            return Some(AuthoritySource::Directory(dir.clone()));
+        }
+        match (
+            &self.identity_trust_anchors,
+            &self.identity_issuer_cert,
+            &self.identity_issuer_key,
+        ) {
+            (Some(anchors), Some(issuer_cert), Some(issuer_key)) => Some(AuthoritySource::Files {
+                anchors: anchors.clone(),
+                issuer_cert: issuer_cert.clone(),
+                issuer_key: issuer_key.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Checks that the identity flags fit together and with `source`, before anything
+    /// starts.
+    fn check(&self, source: &Source) -> anyhow::Result<()> {
+        if self.authority_source().is_none() {
+            if self.bootstrap_tokens.is_some() || self.token_audience.is_some() {
+                bail!(
+                    "--bootstrap-tokens and --token-audience need a certificate authority: \
+                     --identity-dir DIR, or --identity-trust-anchors, --identity-issuer-cert \
+                     and --identity-issuer-key"
+                );
+            }
+            return Ok(());
+        }
+        match source {
+            Source::Dir(_) => {
+                if self.token_audience.is_some() {
+                    bail!(
+                        "--token-audience is for --source kubernetes (service-account tokens); \
+                         with --source dir=... proxies present bootstrap tokens"
+                    );
+                }
+                if self.bootstrap_tokens.is_none() {
+                    bail!(
+                        "issuing identities with --source dir=... needs --bootstrap-tokens FILE: \
+                         without a cluster to vouch for service accounts, a proxy proves its \
+                         identity with a token from that file (lines \
+                         `<token> <namespace>/<service-account>`)"
+                    );
+                }
+            }
+            Source::Kubernetes => {
+                if self.bootstrap_tokens.is_some() {
+                    bail!(
+                        "--bootstrap-tokens is for --source dir=...; with --source kubernetes \
+                         proxies prove their identity with service-account tokens (TokenReview)"
+                    );
+                }
+                if self.token_audience.as_deref() == Some("") {
+                    bail!("--token-audience must not be empty");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the authority and the credential check; `None` when identity is off. `kube` is
+    /// the Kubernetes source's client, `None` for the directory source. Call
+    /// [`check`](Self::check) first.
+    fn issuer(&self, kube: Option<&kube::Client>) -> anyhow::Result<Option<Arc<Issuer>>> {
+        let Some(authority_source) = self.authority_source() else {
+            return Ok(None);
+        };
+        let reviewer = match (kube, &self.bootstrap_tokens) {
+            (None, Some(file)) => {
+                let tokens = BootstrapTokens::load(file).map_err(anyhow::Error::msg)?;
+                tracing::info!(
+                    file = %file.display(),
+                    tokens = tokens.len(),
+                    "proxies prove their identity with bootstrap tokens"
+                );
+                Reviewer::Bootstrap(tokens)
+            }
+            (Some(client), _) => {
+                let audience = self
+                    .token_audience
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_TOKEN_AUDIENCE.to_owned());
+                tracing::info!(
+                    %audience,
+                    "proxies prove their identity with service-account tokens (TokenReview)"
+                );
+                Reviewer::TokenReview(TokenReviewer::new(client.clone(), audience))
+            }
+            (None, None) => bail!("no credential check: --bootstrap-tokens is missing"),
+        };
+        let (authority, generated) = Authority::load(
+            &authority_source,
+            &self.trust_domain,
+            self.certificate_lifetime,
+        )
+        .context("cannot start the certificate authority")?;
+        if generated && let AuthoritySource::Directory(dir) = &authority_source {
+            tracing::warn!(
+                anchor = %dir.join(ANCHOR_FILE).display(),
+                "generated a NEW mesh trust anchor in {}: sidecar certificates issued under \
+                 an older anchor are NOT trusted by it (proxies get the new anchors when \
+                 they next call Certify); keep this directory across restarts",
+                dir.display()
+            );
+        }
+        tracing::info!(
+            trust_domain = %authority.trust_domain(),
+            lifetime = %humantime::format_duration(self.certificate_lifetime),
+            "issuing workload identities"
+        );
+        Ok(Some(Arc::new(Issuer::new(authority, reviewer))))
+    }
 }
 
 /// A definition source named on the command line.
@@ -201,14 +371,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => None,
         _ => bail!("--tls-cert and --tls-key go together"),
     };
+    let Some(source) = args.source else {
+        bail!("--source is required: `dir=PATH` or `kubernetes`");
+    };
+    args.identity.check(&source)?;
+    let kube = match source {
+        Source::Kubernetes => Some(kube::Client::try_default().await.context(
+            "cannot reach Kubernetes (KUBECONFIG, ~/.kube/config or the pod's service account)",
+        )?),
+        Source::Dir(_) => None,
+    };
+    let identity = args.identity.issuer(kube.as_ref())?;
     let control_plane = ControlPlane::new(args.root_namespace);
-    let source: Box<dyn std::any::Any> = match args.source {
-        Some(Source::Dir(dir)) => Box::new(DirSource::start(&dir, control_plane.clone())?),
-        Some(Source::Kubernetes) => {
-            let client = kube::Client::try_default().await.context(
-                "cannot reach Kubernetes (KUBECONFIG, ~/.kube/config or the pod's service \
-                 account)",
-            )?;
+    let source: Box<dyn std::any::Any> = match (source, kube) {
+        (Source::Dir(dir), _) => Box::new(DirSource::start(&dir, control_plane.clone())?),
+        (Source::Kubernetes, Some(client)) => {
             let options = KubernetesOptions {
                 namespace: args.namespace,
                 fetch: args.registry.fetch_options()?,
@@ -223,19 +400,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 options,
             )?)
         }
-        None => bail!("--source is required: `dir=PATH` or `kubernetes`"),
+        (Source::Kubernetes, None) => bail!("the Kubernetes source has no client"),
     };
 
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen for proxies on {}", args.listen))?;
-    let grpc = server::serve(&control_plane, listener, tls.as_ref()).await?;
+    let grpc = server::serve(&control_plane, listener, tls.as_ref(), identity.clone()).await?;
     tracing::info!(address = %grpc.local_addr(), "control plane listening");
 
     let admin_listener = TcpListener::bind(args.admin)
         .await
         .with_context(|| format!("cannot listen for admin requests on {}", args.admin))?;
-    let admin = admin::serve(&control_plane, admin_listener)?;
+    let admin = admin::serve(&control_plane, admin_listener, identity)?;
     tracing::info!(address = %admin.local_addr(), "admin listening");
 
     shutdown_signal().await;

@@ -13,6 +13,9 @@ use crate::catalog::ProxyIdentity;
 pub struct ProxyStatus {
     /// Who the proxy said it is in its hello.
     pub identity: ProxyIdentity,
+    /// The workload identity (SPIFFE ID) of the proxy's client certificate, when it carries
+    /// one: who the proxy proved it is, rather than what it said.
+    pub spiffe_id: Option<String>,
     /// Whether its stream is open. Only connected proxies count in a `WasmFilter`'s rollout.
     pub connected: bool,
     /// When the current (or last) stream opened; a reconnect starts a new entry.

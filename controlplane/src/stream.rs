@@ -10,6 +10,7 @@ use futures_util::Stream;
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::CertificateDer;
 use tonic::{Request, Response, Status, Streaming};
 use weft_api::v1::filter_distribution_server::{FilterDistribution, FilterDistributionServer};
 use weft_api::v1::{
@@ -34,11 +35,55 @@ pub struct Distribution {
     /// Becomes `true` when the server shuts down; streams then end so that the server's
     /// graceful shutdown does not wait for proxies to hang up.
     shutdown: Option<watch::Receiver<bool>>,
+    /// Whether callers must present a client certificate (TLS with a client CA, or with mesh
+    /// identities: then the handshake lets certificate-less proxies in for `Certify` only).
+    require_client_cert: bool,
 }
 
+/// What a caller without a client certificate is told where one is required.
+pub(crate) const PRESENT_A_CERTIFICATE: &str = "present a client certificate: a workload \
+    certificate from Certify or one signed by --client-ca";
+
 impl Distribution {
-    pub(crate) fn new(cp: ControlPlane, shutdown: Option<watch::Receiver<bool>>) -> Self {
-        Self { cp, shutdown }
+    pub(crate) fn new(
+        cp: ControlPlane,
+        shutdown: Option<watch::Receiver<bool>>,
+        require_client_cert: bool,
+    ) -> Self {
+        Self {
+            cp,
+            shutdown,
+            require_client_cert,
+        }
+    }
+
+    /// Checks that the caller may speak for `identity`: its client certificate (required
+    /// when [`require_client_cert`](Self::require_client_cert)) must name it. Returns the
+    /// certificate's SPIFFE ID, if it carries one.
+    fn authenticate(
+        &self,
+        certs: Option<&[CertificateDer<'static>]>,
+        identity: &ProxyIdentity,
+    ) -> Result<Option<String>, Status> {
+        match certs {
+            None | Some([]) if self.require_client_cert => {
+                Err(Status::unauthenticated(PRESENT_A_CERTIFICATE))
+            }
+            None | Some([]) => Ok(None),
+            Some(certs) => {
+                crate::tls::check_peer_identity(certs, &identity.name, &identity.namespace)?;
+                Ok(weft_identity::tls::peer_identity(certs).map(|id| id.to_string()))
+            }
+        }
+    }
+
+    /// Refuses a caller without a client certificate where one is required, before reading
+    /// anything it sends.
+    fn require_certificate(&self, certs: Option<&[CertificateDer<'static>]>) -> Result<(), Status> {
+        if self.require_client_cert && certs.is_none_or(<[_]>::is_empty) {
+            return Err(Status::unauthenticated(PRESENT_A_CERTIFICATE));
+        }
+        Ok(())
     }
 
     pub(crate) fn into_server(self) -> FilterDistributionServer<Self> {
@@ -58,11 +103,11 @@ impl FilterDistribution for Distribution {
         request: Request<FetchModuleRequest>,
     ) -> Result<Response<Self::FetchModuleStream>, Status> {
         let peer_certs = request.peer_certs();
+        let certs = peer_certs.as_deref().map(Vec::as_slice);
+        self.require_certificate(certs)?;
         let request = request.into_inner();
         let identity = check_identity(request.identity)?;
-        if let Some(certs) = peer_certs {
-            crate::tls::check_peer_identity(&certs, &identity.name, &identity.namespace)?;
-        }
+        self.authenticate(certs, &identity)?;
         let published = Arc::clone(&self.cp.subscribe_catalog().borrow());
         let digest = request.sha256;
         let selected = published
@@ -102,19 +147,22 @@ impl FilterDistribution for Distribution {
         request: Request<Streaming<SubscribeRequest>>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let peer_certs = request.peer_certs();
+        let certs = peer_certs.as_deref().map(Vec::as_slice);
+        self.require_certificate(certs)?;
         let mut inbound = request.into_inner();
         let hello = read_hello(&mut inbound).await?;
         let identity = check_identity(hello.identity)?;
-        if let Some(certs) = peer_certs {
-            crate::tls::check_peer_identity(&certs, &identity.name, &identity.namespace)?;
-        }
+        let spiffe_id = self.authenticate(certs, &identity)?;
         tracing::info!(
             proxy = %format_args!("{}/{}", identity.namespace, identity.name),
+            spiffe_id = spiffe_id.as_deref().unwrap_or("none"),
             serving_version = hello.serving_version,
             modules = hello.module_digests.len(),
             "proxy subscribed"
         );
-        let stream = self.cp.register(identity.clone(), hello.serving_version);
+        let stream = self
+            .cp
+            .register(identity.clone(), spiffe_id, hello.serving_version);
         let session = Session {
             cp: self.cp.clone(),
             identity,

@@ -1,9 +1,12 @@
 //! mTLS between proxies and the control plane.
 //!
 //! With a client CA, the TLS handshake refuses clients without a certificate signed by it.
-//! That proves a proxy holds *some* valid certificate; [`check_peer_identity`] then binds the
-//! identity the proxy claims in its hello to the one its certificate carries, so that one
-//! proxy cannot ask for (and read) another's filters and configs.
+//! With mesh identities, certificates the control plane issued (chaining to its trust anchors)
+//! are accepted too, and a client without a certificate gets through the handshake to reach
+//! `Certify` only: the other services refuse it. A certificate proves a proxy holds *some*
+//! valid identity; [`check_peer_identity`] then binds the identity the proxy claims in its
+//! hello to the one its certificate carries, so that one proxy cannot ask for (and read)
+//! another's filters and configs.
 
 use std::path::{Path, PathBuf};
 
@@ -20,20 +23,36 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// The server certificate's private key (PEM).
     pub key: PathBuf,
-    /// CA certificates (PEM) that sign proxy certificates. Without it, proxies are not
-    /// asked for a certificate and their identities are not authenticated.
+    /// CA certificates (PEM) that sign proxy certificates. Without it (and without mesh
+    /// identities), proxies are not asked for a certificate and their identities are not
+    /// authenticated.
     pub client_ca: Option<PathBuf>,
 }
 
 impl TlsConfig {
     /// Reads the files into tonic's server configuration. Errors name the file.
-    pub fn server_config(&self) -> Result<ServerTlsConfig, Error> {
+    ///
+    /// With `mesh_anchors_pem` (the control plane issues workload certificates), client
+    /// certificates may chain to those anchors as well as to the client CA, and are optional
+    /// at the handshake: a proxy without one yet must reach `Certify`. The services that need
+    /// one refuse callers without it.
+    pub fn server_config(&self, mesh_anchors_pem: Option<&str>) -> Result<ServerTlsConfig, Error> {
         let cert = read_pem(&self.cert, "certificate")?;
         let key = read_pem(&self.key, "private key")?;
         let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-        if let Some(ca) = &self.client_ca {
-            let ca = read_pem(ca, "client CA certificate")?;
-            config = config.client_ca_root(Certificate::from_pem(ca));
+        let mut roots = match &self.client_ca {
+            Some(ca) => read_pem(ca, "client CA certificate")?,
+            None => Vec::new(),
+        };
+        if let Some(anchors) = mesh_anchors_pem {
+            if !roots.is_empty() && !roots.ends_with(b"\n") {
+                roots.push(b'\n');
+            }
+            roots.extend_from_slice(anchors.as_bytes());
+            config = config.client_auth_optional(true);
+        }
+        if !roots.is_empty() {
+            config = config.client_ca_root(Certificate::from_pem(roots));
         }
         Ok(config)
     }

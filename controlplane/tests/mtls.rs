@@ -39,7 +39,7 @@ async fn start_tls(cp: &ControlPlane, dir: &Path, ca: &Ca) -> ServerHandle {
         client_ca: Some(dir.join("ca.pem")),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    server::serve(cp, listener, Some(&tls)).await.unwrap()
+    server::serve(cp, listener, Some(&tls), None).await.unwrap()
 }
 
 /// Connects with a client certificate and subscribes as `namespace/name`.

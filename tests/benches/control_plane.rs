@@ -76,7 +76,7 @@ async fn one_proxy() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let cp = server::serve(&control_plane, listener, None)
+    let cp = server::serve(&control_plane, listener, None, None)
         .await
         .expect("serve");
     let upstream = Upstream::start().await.expect("upstream");
@@ -142,7 +142,7 @@ fn serve_control_plane(dir: &str) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let cp = server::serve(&control_plane, listener, None)
+        let cp = server::serve(&control_plane, listener, None, None)
             .await
             .expect("serve");
         println!("{}", cp.local_addr());

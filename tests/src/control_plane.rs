@@ -4,11 +4,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
+use weft_controlplane::identity::Issuer;
 use weft_controlplane::server::{self, ServerHandle};
 use weft_controlplane::source::dir::DirSource;
 use weft_controlplane::tls::TlsConfig;
@@ -54,6 +56,25 @@ impl TestControlPlane {
         tls: Option<&TlsConfig>,
         dir: Option<TempDir>,
     ) -> anyhow::Result<Self> {
+        Self::start_full(address, tls, dir, None).await
+    }
+
+    /// Starts on `address` without a definitions source, issuing workload certificates
+    /// from `identity` (none: `Certify` answers `FAILED_PRECONDITION`).
+    pub async fn start_with_identity(
+        address: SocketAddr,
+        tls: Option<&TlsConfig>,
+        identity: Option<Arc<Issuer>>,
+    ) -> anyhow::Result<Self> {
+        Self::start_full(address, tls, None, identity).await
+    }
+
+    async fn start_full(
+        address: SocketAddr,
+        tls: Option<&TlsConfig>,
+        dir: Option<TempDir>,
+        identity: Option<Arc<Issuer>>,
+    ) -> anyhow::Result<Self> {
         let control_plane = ControlPlane::new(DEFAULT_ROOT_NAMESPACE);
         let (source, dir) = match dir {
             Some(dir) => (
@@ -68,7 +89,7 @@ impl TestControlPlane {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("binding the control plane to {address}"))?;
-        let server = server::serve(&control_plane, listener, tls)
+        let server = server::serve(&control_plane, listener, tls, identity)
             .await
             .context("starting the control plane server")?;
         Ok(Self {

@@ -38,6 +38,14 @@
 //!   ownership in `metadata.managedFields` with 409 conflicts between managers, creates a
 //!   missing object unless it targets `/status`), `dryRun=All`. Secret `stringData` folds
 //!   into `data`. Errors are `Status` objects shaped like the real ones.
+//! - `POST /apis/authentication.k8s.io/v1/tokenreviews` (201, the `TokenReview` with its
+//!   status, as the real server answers): tokens registered with
+//!   [`FakeApiServer::add_service_account_token`] review as their service account
+//!   (`system:serviceaccount:<ns>:<name>`, its uid and groups), with `status.audiences` the
+//!   intersection of the token's audiences and `spec.audiences` (the API server's own
+//!   audience, [`API_AUDIENCE`], when the spec names none); a token bound to none of the asked
+//!   audiences, or an unknown one, is not authenticated (`authenticated` absent, `user` empty,
+//!   and `error` saying why, as the real server answers). An empty token is a 400.
 //! - Every request is recorded ([`FakeApiServer::requests`]); [`FakeApiServer::fail_next`]
 //!   makes the next matching one fail.
 //!
@@ -55,6 +63,7 @@ mod resources;
 mod select;
 mod store;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -85,6 +94,8 @@ use self::store::{ListOptions, Store, WatchFilter, WatchStart, WatchStep, WriteO
 const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 /// How often a watch that allows bookmarks gets one (the real server: about a minute).
 const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(1);
+/// The API server's own audience: what a `TokenReview` without `spec.audiences` checks.
+pub const API_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -163,6 +174,16 @@ struct Shared {
     failures: Mutex<Vec<Failure>>,
     bookmark_interval: Mutex<Duration>,
     open_watches: AtomicUsize,
+    /// Service-account tokens `TokenReview` knows, by token.
+    tokens: Mutex<HashMap<String, ServiceAccountToken>>,
+}
+
+/// A token the fake's `TokenReview` authenticates.
+#[derive(Debug, Clone)]
+struct ServiceAccountToken {
+    namespace: String,
+    name: String,
+    audiences: Vec<String>,
 }
 
 use weft_runtime::lock;
@@ -216,6 +237,7 @@ impl FakeApiServer {
             failures: Mutex::new(Vec::new()),
             bookmark_interval: Mutex::new(DEFAULT_BOOKMARK_INTERVAL),
             open_watches: AtomicUsize::new(0),
+            tokens: Mutex::new(HashMap::new()),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Self {
@@ -292,6 +314,31 @@ impl FakeApiServer {
         self.shared
             .write(|store| store.delete(res, namespace, name, &json!({}), false))
             .is_ok()
+    }
+
+    /// Makes `token` a token of service account `namespace/name` bound to `audiences`, as
+    /// the TokenRequest API would issue it: `TokenReview` then authenticates it for those
+    /// audiences. The service account itself need not exist.
+    pub fn add_service_account_token(
+        &self,
+        token: &str,
+        namespace: &str,
+        name: &str,
+        audiences: &[&str],
+    ) {
+        lock(&self.shared.tokens).insert(
+            token.to_owned(),
+            ServiceAccountToken {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+            },
+        );
+    }
+
+    /// Invalidates `token` (its service account or pod was deleted).
+    pub fn revoke_token(&self, token: &str) {
+        lock(&self.shared.tokens).remove(token);
     }
 
     /// The stored object, if any.
@@ -624,6 +671,9 @@ fn route(shared: &Arc<Shared>, call: &Call) -> Result<Response<Body>, ApiError> 
         return Ok(json_response(200, &version()));
     }
     let segments: Vec<&str> = call.path.trim_matches('/').split('/').collect();
+    if segments == ["apis", "authentication.k8s.io", "v1", "tokenreviews"] {
+        return token_review(shared, call);
+    }
     match resolve(&segments)? {
         Target::Collection { res, namespace } => collection(shared, call, res, namespace),
         Target::Object {
@@ -1096,6 +1146,75 @@ async fn run_watch(open: OpenWatch, spec: WatchSpec, tx: mpsc::Sender<Bytes>) {
             next_bookmark = Instant::now() + interval;
         }
     }
+}
+
+/// `POST .../tokenreviews`: a create-only resource, never stored; the answer is the request
+/// with its status filled in, as the real server's (which echoes `spec.token` too).
+fn token_review(shared: &Arc<Shared>, call: &Call) -> Result<Response<Body>, ApiError> {
+    if call.method != "POST" {
+        return Err(ApiError::method_not_allowed());
+    }
+    let mut review = parse_body(&call.body)?;
+    let token = review["spec"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if token.is_empty() {
+        return Err(ApiError::bad_request(
+            "token is required for TokenReview in authentication",
+        ));
+    }
+    let asked: Vec<String> = match review["spec"]["audiences"].as_array() {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
+        _ => vec![API_AUDIENCE.to_owned()],
+    };
+    let known = lock(&shared.tokens).get(&token).cloned();
+    let refused = |error: String| json!({ "user": {}, "error": error });
+    let status = match known {
+        None => refused("invalid bearer token".to_owned()),
+        Some(sa) => {
+            let audiences: Vec<&String> =
+                asked.iter().filter(|a| sa.audiences.contains(a)).collect();
+            if audiences.is_empty() {
+                refused(format!(
+                    "[invalid bearer token, token audiences {:?} is invalid for the target \
+                     audiences {:?}]",
+                    sa.audiences, asked
+                ))
+            } else {
+                let uid = format!("{:x}", {
+                    use std::hash::{Hash, Hasher};
+                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                    (&sa.namespace, &sa.name).hash(&mut hasher);
+                    hasher.finish()
+                });
+                json!({
+                    "authenticated": true,
+                    "user": {
+                        "username": format!("system:serviceaccount:{}:{}", sa.namespace, sa.name),
+                        "uid": uid,
+                        "groups": [
+                            "system:serviceaccounts",
+                            format!("system:serviceaccounts:{}", sa.namespace),
+                            "system:authenticated",
+                        ],
+                    },
+                    "audiences": audiences,
+                })
+            }
+        }
+    };
+    review["status"] = status;
+    review["apiVersion"] = json!("authentication.k8s.io/v1");
+    review["kind"] = json!("TokenReview");
+    if !review["metadata"].is_object() {
+        review["metadata"] = json!({});
+    }
+    review["metadata"]["creationTimestamp"] = Value::Null;
+    Ok(json_response(201, &review))
 }
 
 /// `/version`, as a recent release reports it.

@@ -73,7 +73,7 @@ pub fn catalog(filters: Vec<(CatalogFilter, (String, Bytes))>) -> weft_controlpl
 
 pub async fn start(cp: &ControlPlane) -> ServerHandle {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    server::serve(cp, listener, None).await.unwrap()
+    server::serve(cp, listener, None, None).await.unwrap()
 }
 
 pub fn hello(namespace: &str, name: &str, labels: &[(&str, &str)], digests: &[String]) -> Hello {

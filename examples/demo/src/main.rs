@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         &control_plane,
         TcpListener::bind("127.0.0.1:0").await?,
         None,
+        None,
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

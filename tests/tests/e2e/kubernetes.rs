@@ -66,7 +66,7 @@ impl Cluster {
     async fn start_on(api: FakeApiServer, address: SocketAddr, options: KubernetesOptions) -> Self {
         let control_plane = ControlPlane::new("weft-system");
         let listener = TcpListener::bind(address).await.expect("bind");
-        let grpc = server::serve(&control_plane, listener, None)
+        let grpc = server::serve(&control_plane, listener, None, None)
             .await
             .expect("gRPC server");
         let source = KubernetesSource::start(api.client(), control_plane.clone(), options)
@@ -774,7 +774,7 @@ async fn a_real_cluster_applies_rolls_and_reports() {
     // The control plane (watching only our namespace) and a proxy in that namespace.
     let control_plane = ControlPlane::new("weft-system");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let grpc = server::serve(&control_plane, listener, None)
+    let grpc = server::serve(&control_plane, listener, None, None)
         .await
         .expect("gRPC");
     let options = KubernetesOptions {
@@ -901,7 +901,7 @@ async fn a_real_cluster_applies_rolls_and_reports() {
     grpc.shutdown().await;
     let control_plane = ControlPlane::new("weft-system");
     let listener = TcpListener::bind(address).await.expect("bind again");
-    let _grpc = server::serve(&control_plane, listener, None)
+    let _grpc = server::serve(&control_plane, listener, None, None)
         .await
         .expect("gRPC");
     let _source =
@@ -932,6 +932,170 @@ async fn a_real_cluster_applies_rolls_and_reports() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .expect("delete the test namespace");
+}
+
+/// Mesh identity against a real API server: a proxy's service-account token (from the
+/// TokenRequest API, audience `weft`, as a projected volume would hold it) gets its workload
+/// certificate through a real `TokenReview`; a garbage token, a token for the API server's
+/// own audience and a token of another service account are refused. Opt-in:
+///
+/// ```sh
+/// KUBECONFIG=~/.kube/config cargo test --release -p weft-tests --test e2e \
+///     a_real_cluster_reviews -- --ignored --nocapture
+/// ```
+///
+/// The identity of the cluster user in KUBECONFIG needs to create namespaces, service
+/// accounts, their tokens, and TokenReviews.
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored (see README)"]
+async fn a_real_cluster_reviews_service_account_tokens() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use kube::api::{Api, DeleteParams, PostParams};
+    use weft_controlplane::identity::{Issuer, Reviewer, TokenReviewer};
+    use weft_identity::authority::{Authority, AuthoritySource};
+    use weft_identity::tls::{Credentials, WorkloadKey};
+
+    let Some(kubeconfig) = std::env::var_os("KUBECONFIG") else {
+        eprintln!(
+            "\n********************************************************************\n\
+             SKIPPED a_real_cluster_reviews_service_account_tokens: KUBECONFIG is not set.\n\
+             It needs a Kubernetes cluster: point KUBECONFIG at one (kind, minikube, ...)\n\
+             and run it again with --ignored. NOTHING WAS TESTED.\n\
+             ********************************************************************\n"
+        );
+        return;
+    };
+    eprintln!(
+        "using the cluster in KUBECONFIG={}",
+        kubeconfig.to_string_lossy()
+    );
+    let client = kube::Client::try_default()
+        .await
+        .expect("a client for the cluster in KUBECONFIG");
+
+    let namespace = format!("weft-e2e-identity-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": namespace } })).expect("ns"),
+        )
+        .await
+        .expect("create the test namespace");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
+    for name in ["orders", "payments"] {
+        accounts
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({ "metadata": { "name": name } })).expect("sa"),
+            )
+            .await
+            .expect("create a service account");
+    }
+    let token_for = |account: &'static str, audiences: Option<Vec<String>>| {
+        let accounts = accounts.clone();
+        async move {
+            let request = TokenRequest {
+                metadata: Default::default(),
+                spec: Some(TokenRequestSpec {
+                    audiences,
+                    expiration_seconds: Some(600),
+                    ..TokenRequestSpec::default()
+                }),
+                status: None,
+            };
+            accounts
+                .create_token_request(account, &PostParams::default(), &request)
+                .await
+                .expect("a token from the TokenRequest API")
+                .status
+                .and_then(|s| s.token)
+                .expect("the TokenRequest answer carries a token")
+        }
+    };
+    let orders = token_for("orders", Some(vec!["weft".to_owned()])).await;
+    let payments = token_for("payments", Some(vec!["weft".to_owned()])).await;
+    // No audience: the API server's own, as the default token of a pod.
+    let for_the_api_server = token_for("orders", None).await;
+
+    let ca_dir = tempfile::tempdir().expect("dir");
+    let (authority, _) = Authority::load(
+        &AuthoritySource::Directory(ca_dir.path().to_owned()),
+        "cluster.local",
+        Duration::from_secs(3600),
+    )
+    .expect("authority");
+    let issuer = std::sync::Arc::new(Issuer::new(
+        authority,
+        Reviewer::TokenReview(TokenReviewer::new(client.clone(), "weft")),
+    ));
+    let cp = weft_tests::control_plane::TestControlPlane::start_with_identity(
+        "127.0.0.1:0".parse().expect("address"),
+        None,
+        Some(issuer),
+    )
+    .await
+    .expect("control plane");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", cp.addr()))
+        .expect("URI")
+        .connect()
+        .await
+        .expect("connect");
+    let key = WorkloadKey::generate().expect("key");
+    let certify = |token: String, account: &str| {
+        let request = weft_api::v1::CertifyRequest {
+            csr_der: key.csr_der().expect("CSR"),
+            token,
+            namespace: namespace.clone(),
+            service_account: account.to_owned(),
+        };
+        let mut client = weft_api::v1::identity_client::IdentityClient::new(channel.clone());
+        async move {
+            tokio::time::timeout(Duration::from_secs(30), client.certify(request))
+                .await
+                .expect("Certify answers in time")
+                .map(tonic::Response::into_inner)
+        }
+    };
+
+    let answer = certify(orders.clone(), "orders")
+        .await
+        .expect("the service account's token gets its identity");
+    let credentials = Credentials::new(
+        &key,
+        &answer.certificate_chain_pem,
+        &answer.trust_anchors_pem,
+    )
+    .expect("usable credentials");
+    assert_eq!(
+        credentials.identity().as_str(),
+        format!("spiffe://cluster.local/ns/{namespace}/sa/orders")
+    );
+
+    let garbage = certify("garbage".to_owned(), "orders")
+        .await
+        .expect_err("a garbage token is refused");
+    assert_eq!(garbage.code(), tonic::Code::Unauthenticated, "{garbage:?}");
+    eprintln!("refused as expected: {}", garbage.message());
+    let wrong_audience = certify(for_the_api_server, "orders")
+        .await
+        .expect_err("a token for the API server's audience is refused");
+    assert_eq!(
+        wrong_audience.code(),
+        tonic::Code::Unauthenticated,
+        "{wrong_audience:?}"
+    );
+    eprintln!("refused as expected: {}", wrong_audience.message());
+    let other = certify(payments, "orders")
+        .await
+        .expect_err("another service account's token is refused");
+    assert_eq!(other.code(), tonic::Code::PermissionDenied, "{other:?}");
 
     namespaces
         .delete(&namespace, &DeleteParams::default())

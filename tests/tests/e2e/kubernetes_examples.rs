@@ -328,6 +328,7 @@ fn rbac_covers_what_the_controller_does() {
         ("", "configmaps", "list"),
         ("", "configmaps", "watch"),
         ("", "secrets", "get"),
+        ("authentication.k8s.io", "tokenreviews", "create"),
     ] {
         assert!(
             allows(&role, group, resource, verb),

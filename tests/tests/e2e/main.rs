@@ -15,6 +15,7 @@ mod harness;
 mod header_router;
 mod host;
 mod http;
+mod identity;
 mod kube_fake;
 mod kubernetes;
 mod kubernetes_examples;

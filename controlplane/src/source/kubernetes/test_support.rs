@@ -96,6 +96,7 @@ pub(super) fn proxy(
             namespace: namespace.to_owned(),
             labels: BTreeMap::new(),
         },
+        spiffe_id: None,
         connected: true,
         connected_at: SystemTime::UNIX_EPOCH,
         disconnected_at: None,
