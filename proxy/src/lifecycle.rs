@@ -211,11 +211,9 @@ impl Proxy {
         };
         reload::watch_file(&loaded.reloader, &mut tasks, shutdown.subscribe());
         let workload = loaded.reloader.identity();
-        if let (Some(identity), Some(cp), Some(config)) = (
-            &loaded.identity,
-            loaded.reloader.control_plane(),
-            workload,
-        ) {
+        if let (Some(identity), Some(cp), Some(config)) =
+            (&loaded.identity, loaded.reloader.control_plane(), workload)
+        {
             tasks.spawn(identity::run(
                 identity.clone(),
                 cp,

@@ -48,11 +48,16 @@ pub(crate) struct Handshakes(Arc<[Counter; 8]>);
 
 impl Handshakes {
     pub(crate) fn new(metrics: &Metrics, side: &'static str) -> Self {
-        Self(Arc::new(RESULTS.map(|result| metrics.tls_handshake(side, result))))
+        Self(Arc::new(
+            RESULTS.map(|result| metrics.tls_handshake(side, result)),
+        ))
     }
 
     fn count(&self, result: &str) {
-        let i = RESULTS.iter().position(|r| *r == result).unwrap_or(RESULTS.len() - 1);
+        let i = RESULTS
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(RESULTS.len() - 1);
         self.0[i].inc();
     }
 }
@@ -106,7 +111,12 @@ impl Inbound {
             // Closed before a byte, or a socket error: nothing to refuse.
             Ok(Ok(0) | Err(_)) => return None,
             Err(_) => {
-                self.refused(client, listener, "timeout", "no byte before the head timeout");
+                self.refused(
+                    client,
+                    listener,
+                    "timeout",
+                    "no byte before the head timeout",
+                );
                 return None;
             }
         }
@@ -126,14 +136,24 @@ impl Inbound {
                 alpn_h2: None,
             });
         }
-        let tls = match tokio::time::timeout_at(deadline, TlsAcceptor::from(self.config.clone()).accept(stream)).await {
+        let tls = match tokio::time::timeout_at(
+            deadline,
+            TlsAcceptor::from(self.config.clone()).accept(stream),
+        )
+        .await
+        {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 self.refused(client, listener, classify(&e), &e.to_string());
                 return None;
             }
             Err(_) => {
-                self.refused(client, listener, "timeout", "the handshake did not finish in time");
+                self.refused(
+                    client,
+                    listener,
+                    "timeout",
+                    "the handshake did not finish in time",
+                );
                 return None;
             }
         };
@@ -211,7 +231,8 @@ impl Outbound {
             let presented = session.peer_certificates().and_then(peer_identity);
             if presented.as_ref() != Some(&**expected) {
                 self.handshakes.count("bad_identity");
-                let presented = presented.map_or_else(|| "no SPIFFE ID".to_owned(), |id| id.to_string());
+                let presented =
+                    presented.map_or_else(|| "no SPIFFE ID".to_owned(), |id| id.to_string());
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
                     format!("the upstream presented {presented}, but {expected} is required"),

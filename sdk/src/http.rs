@@ -135,8 +135,9 @@ impl Request {
         }
     }
 
-    /// The authenticated peer identity (mTLS), e.g. a SPIFFE ID. Always `None` until the proxy
-    /// terminates mTLS.
+    /// The authenticated caller on an mTLS connection: its SPIFFE ID,
+    /// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`. `None` for plaintext
+    /// (also on a permissive listener, where both arrive).
     pub fn peer_identity(&self) -> Option<String> {
         self.raw.peer_identity()
     }

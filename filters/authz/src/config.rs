@@ -11,7 +11,9 @@
 //!     claims_to_headers: [ { claim: sub, header: x-user-id } ]
 //!   rules:
 //!     deny:  [ { paths: [ { prefix: /admin } ], client_cidrs: [0.0.0.0/0] } ]
-//!     allow: [ { claims: { scope: orders:read }, methods: [GET] } ]
+//!     allow:
+//!       - { claims: { scope: orders:read }, methods: [GET] }
+//!       - { from: { principals: [cluster.local/ns/shop/sa/orders] }, paths: [ { exact: /charge } ] }
 //! ```
 //!
 //! These types only describe the shape; `Policy::from_config` checks the values and names the
@@ -208,6 +210,30 @@ pub struct Rule {
     /// API key names.
     #[serde(default)]
     pub identities: Vec<String>,
+    /// Who the caller is by its mTLS identity (Istio's `from.source`).
+    #[serde(default)]
+    pub from: Option<Source>,
+}
+
+/// A rule's `from` condition: the mesh principal (SPIFFE workload ID) of the mTLS peer. Every
+/// list given must match; a list given must not be empty.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Any of these principals: `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`,
+    /// the same without `spiffe://`, with `*` for a segment or at the start or end, or `*` alone
+    /// for any mTLS peer.
+    #[serde(default)]
+    pub principals: Option<Vec<String>>,
+    /// None of these principals (a plaintext caller is none of them).
+    #[serde(default)]
+    pub not_principals: Option<Vec<String>>,
+    /// The peer's namespace is one of these (`shop`, `shop-*`, `*-prod`, `*`).
+    #[serde(default)]
+    pub namespaces: Option<Vec<String>>,
+    /// The peer's namespace is none of these (a plaintext caller has none).
+    #[serde(default)]
+    pub not_namespaces: Option<Vec<String>>,
 }
 
 /// `{exact: value}` or `{prefix: value}`.

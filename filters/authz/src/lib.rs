@@ -1,6 +1,7 @@
 //! weft's first-party authz filter: authenticates requests with a JWT (RS256, ES256, HS256,
 //! keys from an inline JWKS) or an API key, then applies deny and allow rules over the path,
-//! method, headers, claims, client address and mTLS peer identity. `mode: audit` evaluates,
+//! method, headers, claims, client address and mTLS peer identity (SPIFFE IDs, and Istio-style
+//! mesh principals and namespaces). `mode: audit` evaluates,
 //! logs and counts without blocking. `README.md` is the configuration reference.
 //!
 //! The decision logic (`policy`, `jwt`, `rules`) makes no host calls, so it is tested natively;
@@ -11,6 +12,7 @@ pub mod config;
 mod jwks;
 pub mod jwt;
 mod policy;
+mod principals;
 mod rsa;
 mod rules;
 

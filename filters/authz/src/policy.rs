@@ -187,6 +187,9 @@ pub(crate) struct Policy {
     jwt: Option<JwtAuth>,
     api_keys: Option<ApiKeys>,
     allow_missing: bool,
+    /// Neither `jwt` nor `api_keys`: the rules alone decide (on mesh principals, paths, ...),
+    /// and a request no allow rule takes is forbidden (403), since no credential could help.
+    mesh_only: bool,
     deny: Vec<Rule>,
     allow: Vec<Rule>,
     /// `Bearer realm="weft"`, or `ApiKey realm="weft"` without JWT.
@@ -197,9 +200,12 @@ pub(crate) struct Policy {
 impl Policy {
     /// Check and compile `config`; errors name the field.
     pub(crate) fn from_config(config: Config) -> Result<Policy, String> {
-        if config.jwt.is_none() && config.api_keys.is_none() {
+        let mesh_only = config.jwt.is_none() && config.api_keys.is_none();
+        if mesh_only && config.rules.deny.is_empty() && config.rules.allow.is_empty() {
             return Err(
-                "give `jwt`, `api_keys` or both: there is nothing to authenticate with".to_owned(),
+                "give `jwt`, `api_keys` or both: there is nothing to authenticate with (or, to \
+                 authorize mesh callers by their mTLS identity alone, `rules` with `from`)"
+                    .to_owned(),
             );
         }
         if config.realm.is_empty()
@@ -259,7 +265,8 @@ impl Policy {
             mode: config.mode,
             jwt,
             api_keys,
-            allow_missing: config.allow_missing,
+            allow_missing: config.allow_missing || mesh_only,
+            mesh_only,
             deny,
             allow,
             challenge: format!("{scheme} realm=\"{}\"", config.realm),
@@ -389,7 +396,7 @@ impl Policy {
         if let Some(i) = self.allow.iter().position(|r| r.matches(&facts, &identity)) {
             return (Verdict::Allowed, Reason::AllowRule, Some(RuleRef::Allow(i)));
         }
-        match (anonymous, self.allow.is_empty()) {
+        match (anonymous && !self.mesh_only, self.allow.is_empty()) {
             // Credentials might get it through: ask for them.
             (true, _) => (Verdict::Unauthenticated, Reason::MissingToken, None),
             (false, true) => (Verdict::Allowed, Reason::Authenticated, None),

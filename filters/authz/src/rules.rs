@@ -11,6 +11,7 @@ use weft_sdk::text;
 
 use crate::config;
 use crate::jwt::Claims;
+use crate::principals::{Peer, SourceMatch, Spans};
 
 /// What rules ask about a request, each fact fetched from it on first use and at most once
 /// (every fetch may be a host call): rules ask only for what they test.
@@ -20,6 +21,8 @@ pub(crate) struct Facts<'a, R> {
     method: OnceCell<String>,
     client_ip: OnceCell<Option<IpAddr>>,
     peer_identity: OnceCell<Option<String>>,
+    /// Where the segments of the peer identity are, if it is a SPIFFE workload ID.
+    workload: OnceCell<Option<Spans>>,
 }
 
 impl<'a, R: RequestFacts> Facts<'a, R> {
@@ -30,6 +33,7 @@ impl<'a, R: RequestFacts> Facts<'a, R> {
             method: OnceCell::new(),
             client_ip: OnceCell::new(),
             peer_identity: OnceCell::new(),
+            workload: OnceCell::new(),
         }
     }
 
@@ -60,6 +64,17 @@ impl<'a, R: RequestFacts> Facts<'a, R> {
         self.peer_identity
             .get_or_init(|| self.request.peer_identity().map(Cow::into_owned))
             .as_deref()
+    }
+
+    /// The mTLS peer for `from` conditions, its identity parsed once per request.
+    fn peer(&self) -> Peer<'_> {
+        let Some(identity) = self.peer_identity().filter(|id| !id.is_empty()) else {
+            return Peer::Plaintext;
+        };
+        match *self.workload.get_or_init(|| Spans::parse(identity)) {
+            Some(spans) => Peer::Workload(spans.of(identity)),
+            None => Peer::Other,
+        }
     }
 }
 
@@ -95,6 +110,7 @@ pub(crate) struct Rule {
     cidrs: Vec<Cidr>,
     peers: Vec<StringMatch>,
     identities: Vec<String>,
+    from: Option<SourceMatch>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,13 +310,16 @@ impl Rule {
             }
             rule.identities.push(identity.clone());
         }
+        if let Some(from) = &raw.from {
+            rule.from = Some(SourceMatch::compile(from, &format!("{at}.from"))?);
+        }
         if rule.needs() == Needs::default()
             && rule.headers.is_empty()
             && rule.claims.is_empty()
             && rule.identities.is_empty()
         {
             return Err(format!(
-                "{at}: a rule needs at least one condition (paths, methods, headers, claims, client_cidrs, peer_identities or identities)"
+                "{at}: a rule needs at least one condition (paths, methods, headers, claims, client_cidrs, peer_identities, from or identities)"
             ));
         }
         Ok(rule)
@@ -312,7 +331,7 @@ impl Rule {
             path: !self.paths.is_empty(),
             method: !self.methods.is_empty(),
             client_ip: !self.cidrs.is_empty(),
-            peer_identity: !self.peers.is_empty(),
+            peer_identity: !self.peers.is_empty() || self.from.is_some(),
         }
     }
 
@@ -365,6 +384,11 @@ impl Rule {
             if !self.peers.iter().any(|m| m.matches(peer)) {
                 return false;
             }
+        }
+        if let Some(from) = &self.from
+            && !from.matches(facts.peer())
+        {
+            return false;
         }
         self.headers.iter().all(|h| h.matches(facts, self.kind))
     }
@@ -570,6 +594,30 @@ mod tests {
                 .expect_err("reserved")
                 .contains("managed by the proxy")
         );
+    }
+
+    #[test]
+    fn the_peer_identity_is_parsed_once() {
+        use crate::principals::{Peer, WorkloadId};
+        let request = weft_sdk::facts::FakeRequest::get("/")
+            .with_peer_identity("spiffe://cluster.local/ns/shop/sa/orders");
+        let facts = Facts::new(&request);
+        let orders = Peer::Workload(WorkloadId {
+            trust_domain: "cluster.local",
+            namespace: "shop",
+            service_account: "orders",
+        });
+        assert_eq!(facts.peer(), orders);
+        assert!(facts.workload.get().is_some_and(Option::is_some), "cached");
+        assert_eq!(facts.peer(), orders);
+        assert_eq!(request.reads(), ["peer_identity"]);
+
+        let other = weft_sdk::facts::FakeRequest::get("/").with_peer_identity("spiffe://x/y");
+        assert_eq!(Facts::new(&other).peer(), Peer::Other);
+        let empty = weft_sdk::facts::FakeRequest::get("/").with_peer_identity("");
+        assert_eq!(Facts::new(&empty).peer(), Peer::Plaintext);
+        let plaintext = weft_sdk::facts::FakeRequest::get("/");
+        assert_eq!(Facts::new(&plaintext).peer(), Peer::Plaintext);
     }
 
     #[test]

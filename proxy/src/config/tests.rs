@@ -243,7 +243,10 @@ fn doc_example_is_valid() {
 
     let identity = config.identity.as_ref().expect("identity");
     assert_eq!(
-        (identity.namespace.as_str(), identity.service_account.as_str()),
+        (
+            identity.namespace.as_str(),
+            identity.service_account.as_str()
+        ),
         ("shop", "orders")
     );
     assert!(identity.token_file.ends_with("weft/token"));
@@ -260,7 +263,10 @@ fn doc_example_is_valid() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(config.upstream("app").expect("app").tls, UpstreamTls::Disabled);
+    assert_eq!(
+        config.upstream("app").expect("app").tls,
+        UpstreamTls::Disabled
+    );
 }
 
 #[test]
@@ -271,7 +277,8 @@ fn mesh_tls_errors_name_the_field() {
             "listeners: [{{ name: l, address: 127.0.0.1:0, {tls} routes: [{{ name: r, upstream: u }}] }}]\n"
         )
     };
-    let upstream = |tls: &str| format!("upstreams: [{{ name: u, endpoints: [\"127.0.0.1:1\"] {tls} }}]\n");
+    let upstream =
+        |tls: &str| format!("upstreams: [{{ name: u, endpoints: [\"127.0.0.1:1\"] {tls} }}]\n");
     let cases = [
         (
             format!("{}{}", listener("tls: { mode: strict },"), upstream("")),
@@ -282,7 +289,11 @@ fn mesh_tls_errors_name_the_field() {
             "upstreams[0].tls.mode: mesh mTLS needs this proxy's workload identity",
         ),
         (
-            format!("{}{}identity: {{ token_file: t }}\n", listener(""), upstream("")),
+            format!(
+                "{}{}identity: {{ token_file: t }}\n",
+                listener(""),
+                upstream("")
+            ),
             "identity: needs `control_plane`",
         ),
         (
@@ -306,7 +317,11 @@ fn mesh_tls_errors_name_the_field() {
             "unknown variant `sometimes`",
         ),
         (
-            format!("{}{}", listener("peer_identity_header: connection,"), upstream("")),
+            format!(
+                "{}{}",
+                listener("peer_identity_header: connection,"),
+                upstream("")
+            ),
             "listeners[0].peer_identity_header: \"connection\" is a header the proxy manages",
         ),
         (
@@ -329,9 +344,20 @@ fn mesh_tls_errors_name_the_field() {
         upstream(", tls: { mode: mesh }")
     );
     let config = load(&ok).expect("valid");
-    assert_eq!(config.control_plane.expect("cp").tls.expect("tls").client_cert, None);
+    assert_eq!(
+        config
+            .control_plane
+            .expect("cp")
+            .tls
+            .expect("tls")
+            .client_cert,
+        None
+    );
     assert_eq!(config.listeners[0].tls, InboundTls::Permissive);
-    assert_eq!(config.upstreams[0].tls, UpstreamTls::Mesh { identity: None });
+    assert_eq!(
+        config.upstreams[0].tls,
+        UpstreamTls::Mesh { identity: None }
+    );
 }
 
 #[test]

@@ -131,11 +131,9 @@ impl<'a> Context<'a> {
             (Some(identity), Some(_)) => Some(identity),
         };
         let control_plane = match raw.control_plane {
-            Some(cp) => Some(self.control_plane(
-                &root.key("control_plane"),
-                cp,
-                identity.is_some(),
-            )?),
+            Some(cp) => {
+                Some(self.control_plane(&root.key("control_plane"), cp, identity.is_some())?)
+            }
             None => None,
         };
         let identity = match (identity, &control_plane) {
@@ -150,7 +148,10 @@ impl<'a> Context<'a> {
                     format!("mTLS {needs}"),
                 ));
             }
-            if let Some(i) = upstreams.iter().position(|u| u.tls != UpstreamTls::Disabled) {
+            if let Some(i) = upstreams
+                .iter()
+                .position(|u| u.tls != UpstreamTls::Disabled)
+            {
                 return Err(self.error(
                     &root.key("upstreams").index(i).key("tls").key("mode"),
                     format!("mesh mTLS {needs}"),
@@ -178,7 +179,11 @@ impl<'a> Context<'a> {
     ) -> Result<IdentityConfig> {
         let service_account = raw
             .service_account
-            .or_else(|| std::env::var("WEFT_SERVICE_ACCOUNT").ok().filter(|v| !v.is_empty()))
+            .or_else(|| {
+                std::env::var("WEFT_SERVICE_ACCOUNT")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+            })
             .unwrap_or_else(|| "default".to_owned());
         if let Err(e) = weft_identity::check_name(&service_account, "service account") {
             return Err(self.error(&path.key("service_account"), e.to_string()));
@@ -465,9 +470,8 @@ impl<'a> Context<'a> {
             None => None,
             Some(name) => {
                 let path = path.key("peer_identity_header");
-                let header = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                    self.error(&path, format!("invalid header name {name:?}"))
-                })?;
+                let header = http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| self.error(&path, format!("invalid header name {name:?}")))?;
                 if weft_runtime::hop::is_hop_by_hop(&header)
                     || weft_text::is_managed_header(header.as_str())
                 {

@@ -27,10 +27,10 @@ use weft_identity::tls::MeshTls;
 use weft_runtime::{FilterSpec, cache, error_chain};
 
 use self::store::Store;
-use crate::identity::Identity as WorkloadIdentity;
 use crate::build::{Builder, DynamicFilter, Used};
 use crate::chain::RequestMatch;
 use crate::config::{ControlPlaneConfig, Direction, FailurePolicy, Isolation, filter_limits};
+use crate::identity::Identity as WorkloadIdentity;
 use crate::reload::Reloader;
 
 mod store;
@@ -274,7 +274,10 @@ async fn fetch(
 
 /// The control plane's endpoint. Its client certificate is the configured one or, without
 /// one, the workload certificate `mesh` holds (none yet: only `Certify` works).
-pub(crate) fn endpoint(cp: &ControlPlaneConfig, mesh: Option<&MeshTls>) -> Result<Endpoint, String> {
+pub(crate) fn endpoint(
+    cp: &ControlPlaneConfig,
+    mesh: Option<&MeshTls>,
+) -> Result<Endpoint, String> {
     let mut endpoint = Endpoint::from_shared(cp.address.clone())
         .map_err(|e| format!("invalid control plane address {:?}: {e}", cp.address))?
         .connect_timeout(Duration::from_secs(2))
@@ -286,13 +289,15 @@ pub(crate) fn endpoint(cp: &ControlPlaneConfig, mesh: Option<&MeshTls>) -> Resul
         let read = |path: &Path| {
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
         };
-        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&tls.ca)?));
+        let mut config =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&tls.ca)?));
         match (&tls.client_cert, mesh.and_then(MeshTls::current)) {
             (Some((cert, key)), _) => {
                 config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
             }
             (None, Some(workload)) => {
-                config = config.identity(Identity::from_pem(workload.chain_pem(), workload.key_pem()));
+                config =
+                    config.identity(Identity::from_pem(workload.chain_pem(), workload.key_pem()));
             }
             (None, None) => {}
         }

@@ -374,22 +374,31 @@ fn client_cidrs_match_ipv4_and_ipv6() {
 }
 
 #[test]
-fn peer_identity_rules_never_match_without_mtls() {
-    // The proxy does not terminate mTLS yet: peer_identity is always none, so an allow rule on
-    // it admits nothing (and a deny rule on it denies nothing).
-    let harness = load(config(
-        json!({}),
-        json!({"rules": {
-            "deny": [{"peer_identities": [{"prefix": "spiffe://"}]}],
-            "allow": [{"peer_identities": [{"exact": "spiffe://cluster.local/ns/a/sa/b"}]}],
-        }}),
-    ));
-    let token = sign::sign(Key::Hs1, &sign::claims(NOW));
+fn mesh_principals_decide_on_the_callers_mtls_identity() {
+    // A mesh-only policy (no jwt, no api_keys): only `orders` of `shop` may call; the
+    // harness reports the peer identity as an mTLS listener does.
+    let harness = load(json!({"rules": {
+        "allow": [{"from": {"principals": ["cluster.local/ns/shop/sa/orders"]}}],
+    }}));
+    let from = |id: &str| decision(&harness, &mut TestRequest::get("/").peer_identity(id));
     assert_eq!(
-        decision(&harness, &mut bearer(&token)),
+        from("spiffe://cluster.local/ns/shop/sa/orders"),
+        Decision::Continue
+    );
+    assert_eq!(
+        from("spiffe://cluster.local/ns/shop/sa/web"),
         Decision::Respond(403)
     );
-    assert_eq!(count(&harness.scrape(), "denied", "no_allow_rule"), 1.0);
+    assert_eq!(
+        from("spiffe://cluster.local/ns/dev/sa/orders"),
+        Decision::Respond(403)
+    );
+    // Plaintext: no identity, no principal.
+    assert_eq!(
+        decision(&harness, &mut TestRequest::get("/")),
+        Decision::Respond(403)
+    );
+    assert_eq!(count(&harness.scrape(), "denied", "no_allow_rule"), 3.0);
 }
 
 #[test]

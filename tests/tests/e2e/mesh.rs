@@ -17,8 +17,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::json;
 use tempfile::TempDir;
-use weft_controlplane::identity::credentials::{BootstrapTokens, Reviewer};
 use weft_controlplane::identity::Issuer;
+use weft_controlplane::identity::credentials::{BootstrapTokens, Reviewer};
 use weft_identity::authority::{Authority, AuthoritySource};
 use weft_tests::control_plane::TestControlPlane;
 use weft_tests::{Reply, Scrape, TestProxy, Upstream, empty, get, guests, scrape, start_proxy};
@@ -50,7 +50,10 @@ impl Mesh {
              token-of-billing-0123456789 shop/billing\n",
         )?;
         for sa in ["orders", "reviews", "billing"] {
-            std::fs::write(dir.path().join(format!("token-{sa}")), format!("token-of-{sa}-0123456789\n"))?;
+            std::fs::write(
+                dir.path().join(format!("token-{sa}")),
+                format!("token-of-{sa}-0123456789\n"),
+            )?;
         }
         let cp = Self::control_plane(dir.path(), lifetime, "127.0.0.1:0".parse()?).await?;
         Ok(Self { cp, lifetime, dir })
@@ -99,7 +102,8 @@ impl Mesh {
     fn leaf(&self, san: Option<&str>, expired: bool) -> anyhow::Result<ClientCert> {
         let ca = self.dir.path().join("ca");
         let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca.join("ca-key.pem"))?)?;
-        let issuer = rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca.join("ca.pem"))?, key)?;
+        let issuer =
+            rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca.join("ca.pem"))?, key)?;
         leaf_signed_by(&issuer, san, expired)
     }
 }
@@ -256,14 +260,10 @@ fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 /// the peer identity it saw as `x-weft-peer`), the authz filter (only `orders` may call;
 /// everyone else gets 403) and the caller's identity forwarded in `x-weft-peer-identity`.
 fn sidecar_b(mesh: &Mesh, mode: &str, app: SocketAddr) -> String {
-    let authz = json!({
-        "api_keys": {"keys": [{"name": "unused", "sha256": "0".repeat(64)}]},
-        "allow_missing": true,
-        "rules": {
-            "deny": [{"from": {"not_principals": ["cluster.local/ns/shop/sa/orders"]}, "paths": [{"prefix": "/orders-only"}]}],
-            "allow": [{"paths": [{"prefix": "/"}]}]
-        }
-    });
+    // A mesh-only policy: no tokens, the caller's mTLS identity decides.
+    let authz = json!({"rules": {
+        "deny": [{"from": {"not_principals": ["cluster.local/ns/shop/sa/orders"]}, "paths": [{"prefix": "/orders-only"}]}],
+    }});
     format!(
         "{}listeners:\n  - name: inbound\n    address: 127.0.0.1:0\n    tls: {{ mode: {mode} }}\n    peer_identity_header: x-weft-peer-identity\n    filters: [{}, {}]\n    routes: [{{ name: app, upstream: app }}]\nupstreams:\n  - name: app\n    endpoints: [\"{app}\"]\n",
         mesh.sidecar("b", "reviews"),
@@ -299,7 +299,10 @@ async fn sidecars_speak_mtls_and_filters_see_the_caller() -> anyhow::Result<()> 
     let reply = get(
         a.listener("outbound"),
         "/orders-only/7",
-        &[("x-weft-peer-identity", "spiffe://cluster.local/ns/shop/sa/admin")],
+        &[(
+            "x-weft-peer-identity",
+            "spiffe://cluster.local/ns/shop/sa/admin",
+        )],
     )
     .await?;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -325,20 +328,49 @@ async fn sidecars_speak_mtls_and_filters_see_the_caller() -> anyhow::Result<()> 
     .await?;
     ready(&wrong).await?;
     let reply = get(wrong.listener("outbound"), "/", &[]).await?;
-    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    // As Envoy does for an upstream connection (or TLS) failure: 503.
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
     let scraped = scrape(wrong.admin()).await?;
     assert!(
-        counter(&scraped, "weft_tls_handshakes_total", &[("side", "outbound"), ("result", "bad_identity")]) >= 1.0,
+        counter(
+            &scraped,
+            "weft_tls_handshakes_total",
+            &[("side", "outbound"), ("result", "bad_identity")]
+        ) >= 1.0,
         "{}",
         scraped.text
     );
 
     // Metrics: handshakes on both sides, a renewal, a certificate with about an hour left.
     let b_metrics = scrape(b.admin()).await?;
-    assert!(counter(&b_metrics, "weft_tls_handshakes_total", &[("side", "inbound"), ("result", "ok")]) >= 2.0);
+    assert!(
+        counter(
+            &b_metrics,
+            "weft_tls_handshakes_total",
+            &[("side", "inbound"), ("result", "ok")]
+        ) >= 2.0
+    );
     let a_metrics = scrape(a.admin()).await?;
-    assert!(counter(&a_metrics, "weft_tls_handshakes_total", &[("side", "outbound"), ("result", "ok")]) >= 1.0);
-    assert_eq!(counter(&a_metrics, "weft_identity_renewals_total", &[("result", "ok")]), 1.0);
+    assert!(
+        counter(
+            &a_metrics,
+            "weft_tls_handshakes_total",
+            &[("side", "outbound"), ("result", "ok")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        counter(
+            &a_metrics,
+            "weft_identity_renewals_total",
+            &[("result", "ok")]
+        ),
+        1.0
+    );
     let left = counter(&a_metrics, "weft_identity_certificate_expiry_seconds", &[]);
     assert!((3000.0..=3700.0).contains(&left), "expiry in {left} s");
     for proxy in [wrong, other, a, b] {
@@ -366,18 +398,35 @@ async fn strict_refuses_plaintext_strangers_expired_and_wrong_names() -> anyhow:
     let refused = [
         ("untrusted", Some(stranger(ORDERS)?)),
         ("expired", Some(mesh.leaf(Some(ORDERS), true)?)),
-        ("bad_identity", Some(mesh.leaf(Some("spiffe://other.domain/ns/shop/sa/orders"), false)?)),
+        (
+            "bad_identity",
+            Some(mesh.leaf(Some("spiffe://other.domain/ns/shop/sa/orders"), false)?),
+        ),
         ("bad_identity", Some(mesh.leaf(None, false)?)),
         ("no_certificate", None),
     ];
     for (reason, cert) in &refused {
         let result = tls_get(addr, cert.as_ref(), "/", &[]).await;
-        assert!(result.is_err(), "{reason}: served {:?}", result.map(|(r, _)| r.status));
+        assert!(
+            result.is_err(),
+            "{reason}: served {:?}",
+            result.map(|(r, _)| r.status)
+        );
     }
     let scraped = scrape(b.admin()).await?;
-    for reason in ["plaintext", "untrusted", "expired", "bad_identity", "no_certificate"] {
+    for reason in [
+        "plaintext",
+        "untrusted",
+        "expired",
+        "bad_identity",
+        "no_certificate",
+    ] {
         assert!(
-            counter(&scraped, "weft_tls_handshakes_total", &[("side", "inbound"), ("result", reason)]) >= 1.0,
+            counter(
+                &scraped,
+                "weft_tls_handshakes_total",
+                &[("side", "inbound"), ("result", reason)]
+            ) >= 1.0,
             "{reason} not counted:\n{}",
             scraped.text
         );
@@ -424,10 +473,23 @@ async fn rotation_under_load_fails_no_request() -> anyhow::Result<()> {
     let mut mesh = Mesh::start(Duration::from_secs(2)).await?;
     let app = Upstream::start().await?;
     let b = start_proxy(&sidecar_b(&mesh, "strict", app.addr())).await?;
-    let a = start_proxy(&sidecar_a(&mesh, "a", "orders", b.listener("inbound"), Some(REVIEWS))).await?;
+    let a = start_proxy(&sidecar_a(
+        &mesh,
+        "a",
+        "orders",
+        b.listener("inbound"),
+        Some(REVIEWS),
+    ))
+    .await?;
     ready(&b).await?;
     ready(&a).await?;
-    let (_, first) = tls_get(b.listener("inbound"), Some(&mesh.leaf(Some(ORDERS), false)?), "/", &[]).await?;
+    let (_, first) = tls_get(
+        b.listener("inbound"),
+        Some(&mesh.leaf(Some(ORDERS), false)?),
+        "/",
+        &[],
+    )
+    .await?;
 
     let ok = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -449,10 +511,14 @@ async fn rotation_under_load_fails_no_request() -> anyhow::Result<()> {
             failures
         }));
     }
-    let renewals = |scrape: &Scrape| counter(scrape, "weft_identity_renewals_total", &[("result", "ok")]);
+    let renewals =
+        |scrape: &Scrape| counter(scrape, "weft_identity_renewals_total", &[("result", "ok")]);
     // Until each sidecar renewed at least twice.
     wait_for(Duration::from_secs(20), || async {
-        Ok(renewals(&scrape(a.admin()).await?) >= 3.0 && renewals(&scrape(b.admin()).await?) >= 3.0)
+        Ok(
+            renewals(&scrape(a.admin()).await?) >= 3.0
+                && renewals(&scrape(b.admin()).await?) >= 3.0,
+        )
     })
     .await?;
     mesh.restart_control_plane().await?;
@@ -468,12 +534,30 @@ async fn rotation_under_load_fails_no_request() -> anyhow::Result<()> {
     for task in load {
         failures.extend(task.await?);
     }
-    assert!(failures.is_empty(), "{} failed requests, first: {:?}", failures.len(), failures.first());
-    assert!(ok.load(Ordering::Relaxed) >= 20, "only {} requests", ok.load(Ordering::Relaxed));
+    assert!(
+        failures.is_empty(),
+        "{} failed requests, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) >= 20,
+        "only {} requests",
+        ok.load(Ordering::Relaxed)
+    );
     // New handshakes get the renewed certificate, still from the same trust anchor.
-    let (reply, last) = tls_get(b.listener("inbound"), Some(&mesh.leaf(Some(ORDERS), false)?), "/", &[]).await?;
+    let (reply, last) = tls_get(
+        b.listener("inbound"),
+        Some(&mesh.leaf(Some(ORDERS), false)?),
+        "/",
+        &[],
+    )
+    .await?;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_ne!(first, last, "B presented the same certificate after several rotations");
+    assert_ne!(
+        first, last,
+        "B presented the same certificate after several rotations"
+    );
     a.shutdown().await;
     b.shutdown().await;
     Ok(())
@@ -493,15 +577,28 @@ async fn a_sidecar_is_not_ready_without_its_certificate() -> anyhow::Result<()> 
     );
     let proxy = start_proxy(&yaml).await?;
     wait_for(Duration::from_secs(10), || async {
-        Ok(counter(&scrape(proxy.admin()).await?, "weft_identity_renewals_total", &[("result", "error")]) >= 1.0)
+        Ok(counter(
+            &scrape(proxy.admin()).await?,
+            "weft_identity_renewals_total",
+            &[("result", "error")],
+        ) >= 1.0)
     })
     .await?;
     let reply = get(proxy.admin(), "/ready", &[]).await?;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     // Once the credential is right, the next attempt succeeds and the proxy becomes ready.
-    std::fs::write(mesh.dir.path().join("token-orders"), "token-of-orders-0123456789")?;
+    std::fs::write(
+        mesh.dir.path().join("token-orders"),
+        "token-of-orders-0123456789",
+    )?;
     ready(&proxy).await?;
-    let (reply, _) = tls_get(proxy.listener("inbound"), Some(&mesh.leaf(Some(BILLING), false)?), "/", &[]).await?;
+    let (reply, _) = tls_get(
+        proxy.listener("inbound"),
+        Some(&mesh.leaf(Some(BILLING), false)?),
+        "/",
+        &[],
+    )
+    .await?;
     assert_eq!(reply.status, StatusCode::OK);
     proxy.shutdown().await;
     Ok(())
@@ -522,4 +619,3 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-

@@ -1,6 +1,7 @@
 //! Property tests standing in for a fuzzer (cargo-fuzz needs a nightly toolchain): the token
 //! verifier, and the whole policy around it, must never panic on any input, and must never
-//! accept a token that differs from a validly signed one.
+//! accept a token that differs from a validly signed one. Mesh principals: the parsers take any
+//! text, and wildcards match as Istio's string matching does.
 
 use std::sync::OnceLock;
 
@@ -13,6 +14,7 @@ use crate::jwt::{Rejection, Verifier};
 use weft_sdk::facts::FakeRequest;
 
 use crate::policy::{Policy, Verdict};
+use crate::principals::{Peer, Principal, Segment, Spans};
 
 const NOW: u64 = 1_767_225_600;
 
@@ -257,5 +259,72 @@ proptest! {
             prop_assert!(value.len() <= header.len());
         }
         let _ = weft_sdk::text::cookies_without(&[header], &name);
+    }
+}
+
+/// A workload ID's segments from a small alphabet that includes the keywords' letters, so that
+/// patterns and identities often share segments, and values like `ns` or `sa` stand where the
+/// keywords could be confused with them.
+fn workload_segments() -> impl Strategy<Value = (String, String, String)> {
+    ("[nsa.]{1,3}", "[nsa]{1,3}", "[nsa]{1,3}")
+        .prop_filter("`.` and `..` are no segments", |(_, ns, sa)| {
+            ns != "." && ns != ".." && sa != "." && sa != ".."
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The principal and identity parsers take any text.
+    #[test]
+    fn principal_parsers_never_panic(text in any::<String>(), identity in any::<String>()) {
+        let _ = Principal::parse(&text);
+        let _ = Segment::namespace(&text);
+        if let Some(spans) = Spans::parse(&identity) {
+            let id = spans.of(&identity);
+            prop_assert_eq!(
+                format!("spiffe://{}/ns/{}/sa/{}", id.trust_domain, id.namespace, id.service_account),
+                identity
+            );
+        }
+    }
+
+    /// Istio's exact, prefix and suffix forms, matched on segments, say what Istio's string
+    /// matching on `<trust-domain>/ns/<namespace>/sa/<service-account>` says, wherever the `*`
+    /// cuts the principal.
+    #[test]
+    fn wildcards_match_as_istio_does(
+        pattern in workload_segments(),
+        identity in workload_segments(),
+        cut in any::<prop::sample::Index>(),
+        form in 0u8..3,
+        scheme in any::<bool>(),
+    ) {
+        let written = format!("{}/ns/{}/sa/{}", pattern.0, pattern.1, pattern.2);
+        let text = format!("{}/ns/{}/sa/{}", identity.0, identity.1, identity.2);
+        let at = cut.index(written.len() + 1);
+        let (principal, expected) = match form {
+            0 => (written.clone(), text == written),
+            1 => (format!("{}*", &written[..at]), text.starts_with(&written[..at])),
+            _ => (format!("*{}", &written[at..]), text.ends_with(&written[at..])),
+        };
+        let principal = if scheme && principal != "*" {
+            format!("spiffe://{principal}")
+        } else {
+            principal
+        };
+        let parsed = Principal::parse(&principal);
+        prop_assert!(parsed.is_ok(), "{principal}: {parsed:?}");
+        let identity = format!("spiffe://{text}");
+        let spans = Spans::parse(&identity);
+        prop_assert!(spans.is_some(), "{identity}");
+        let peer = spans.map_or(Peer::Other, |spans| Peer::Workload(spans.of(&identity)));
+        prop_assert_eq!(
+            parsed.map(|p| p.matches(peer)),
+            Ok(expected),
+            "{} against {}",
+            principal,
+            identity
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! Native tests: the verifier, the JWKS reader, the policy, and a property test that throws
-//! random and mutated tokens at the verifier.
+//! Native tests: the verifier, the JWKS reader, the policy, mesh principals, and a property
+//! test that throws random and mutated tokens at the verifier.
 
 #[path = "../../../../tests/fixtures/authz/sign.rs"]
 mod sign;
@@ -7,3 +7,4 @@ mod sign;
 mod fuzz;
 mod jwt;
 mod policy;
+mod principals;

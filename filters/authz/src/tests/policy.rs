@@ -18,7 +18,7 @@ fn get(path: &str) -> FakeRequest {
 }
 
 /// A bearer token on a request under construction.
-trait WithBearer {
+pub(super) trait WithBearer {
     fn bearer(self, token: &str) -> Self;
 }
 
@@ -37,16 +37,16 @@ fn path_reads(request: &FakeRequest) -> usize {
         .count()
 }
 
-fn policy(config: Value) -> Policy {
+pub(super) fn policy(config: Value) -> Policy {
     try_policy(config).expect("valid config")
 }
 
-fn try_policy(config: Value) -> Result<Policy, String> {
+pub(super) fn try_policy(config: Value) -> Result<Policy, String> {
     let config: Config = serde_json::from_value(config).map_err(|err| err.to_string())?;
     Policy::from_config(config)
 }
 
-fn jwt_config(extra: Value) -> Value {
+pub(super) fn jwt_config(extra: Value) -> Value {
     let mut jwt = json!({"jwks": sign::jwks(), "issuers": [ISSUER]});
     for (k, v) in extra.as_object().expect("object").clone() {
         jwt[k] = v;
@@ -54,7 +54,7 @@ fn jwt_config(extra: Value) -> Value {
     jwt
 }
 
-fn eval(policy: &Policy, request: &FakeRequest) -> Evaluation {
+pub(super) fn eval(policy: &Policy, request: &FakeRequest) -> Evaluation {
     policy.evaluate(request, || NOW)
 }
 
@@ -71,7 +71,7 @@ fn edits(policy: &Policy, evaluation: &Evaluation) -> Vec<String> {
     out
 }
 
-fn token() -> String {
+pub(super) fn token() -> String {
     sign::sign(Key::Hs1, &sign::claims(NOW))
 }
 
@@ -547,7 +547,7 @@ fn forged() -> String {
     )
 }
 
-fn verdict(policy: &Policy, request: &FakeRequest) -> (Verdict, Reason) {
+pub(super) fn verdict(policy: &Policy, request: &FakeRequest) -> (Verdict, Reason) {
     let evaluation = eval(policy, request);
     (evaluation.verdict, evaluation.reason)
 }
