@@ -4,7 +4,9 @@
 //! the control plane. Then show each policy at work — a request routed by header, one rate
 //! limited, one denied for a missing token (and one let in with a token), and one with an
 //! injected fault — and a hot reload: a definition edited on disk is enforced by the proxy
-//! moments later, without a restart.
+//! moments later, without a restart. Then mesh identity: the control plane issues workload
+//! certificates, the proxy reaches a second sidecar (`reviews`, strict mTLS) over mTLS, whose
+//! authz filter admits it by its SPIFFE ID, and a plaintext client is refused there.
 //!
 //! Run with: `cargo run --release --bin weft-demo` (add `-- --once` to exit after the requests).
 
@@ -14,6 +16,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -28,8 +31,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use weft_controlplane::identity::Issuer;
+use weft_controlplane::identity::credentials::{BootstrapTokens, Reviewer};
 use weft_controlplane::source::dir::DirSource;
 use weft_controlplane::{ControlPlane, DEFAULT_ROOT_NAMESPACE, server};
+use weft_identity::authority::{Authority, AuthoritySource};
 use weft_proxy::Proxy;
 use weft_proxy::config::Config;
 
@@ -65,18 +71,20 @@ async fn main() -> anyhow::Result<()> {
     let control_plane = ControlPlane::new(DEFAULT_ROOT_NAMESPACE);
     let _source = DirSource::start(&definitions, control_plane.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let issuer = start_authority(&work)?;
     let cp_server = server::serve(
         &control_plane,
         TcpListener::bind("127.0.0.1:0").await?,
         None,
-        None,
+        Some(issuer),
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     step(&format!(
-        "started weft-controlplane on {} serving {} (edit the YAML there; proxies follow)",
+        "started weft-controlplane on {} serving {} (edit the YAML there; proxies follow); it is also the mesh's certificate authority ({})",
         cp_server.local_addr(),
-        definitions.display()
+        definitions.display(),
+        work.join("identity").display()
     ));
 
     let app = start_upstream("app").await?;
@@ -86,14 +94,20 @@ async fn main() -> anyhow::Result<()> {
     ));
 
     let cp = cp_server.local_addr();
-    let proxy = match start_proxy(&work, cp, app, beta, args.listen).await {
+    let reviews_app = start_upstream("reviews").await?;
+    let reviews = start_reviews_sidecar(&work, &modules, cp, reviews_app).await?;
+    let reviews_addr = reviews
+        .listener_addr("inbound")
+        .context("reviews listener address")?;
+    let proxy = match start_proxy(&work, cp, app, beta, reviews_addr, args.listen).await {
         Ok(p) => p,
         Err(e) if args.listen.port() != 0 => {
             step(&format!(
                 "{} is taken ({e:#}); using a free port",
                 args.listen
             ));
-            start_proxy(&work, cp, app, beta, SocketAddr::from(([127, 0, 0, 1], 0))).await?
+            let any = SocketAddr::from(([127, 0, 0, 1], 0));
+            start_proxy(&work, cp, app, beta, reviews_addr, any).await?
         }
         Err(e) => return Err(e),
     };
@@ -192,8 +206,41 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
+    // Mesh identity: both sidecars got workload certificates from the control plane.
+    let certified = |metrics: &weft_proxy::metrics::Metrics| {
+        metrics
+            .encode()
+            .contains("weft_identity_renewals_total{result=\"ok\"} 1")
+    };
+    wait_until(Duration::from_secs(30), || {
+        certified(proxy.metrics()) && certified(reviews.metrics())
+    })
+    .await
+    .context("the proxy got no workload certificate")?;
+    step(&format!(
+        "mesh identity: the control plane issued workload certificates to the proxy (spiffe://cluster.local/ns/default/sa/demo) and to a second sidecar, `reviews` (spiffe://cluster.local/ns/shop/sa/reviews), strict mTLS on {reviews_addr}"
+    ));
+    show(
+        &client,
+        addr,
+        "/reviews",
+        &[("x-weft-peer-identity", "spiffe://cluster.local/ns/shop/sa/admin")],
+        "over mTLS: the proxy called the `reviews` sidecar with its certificate; the authz filter there admits only the demo's SPIFFE ID, and passed it on in `x-weft-peer-identity` (the copy the client sent was dropped)",
+    )
+    .await?;
+    let plaintext = fetch(&client, reviews_addr, "/", &[]).await;
+    println!("$ curl -i http://{reviews_addr}/");
+    match plaintext {
+        Err(e) => println!("curl: (56) {e}"),
+        Ok(response) => println!("HTTP/1.1 {}", response.status()),
+    }
+    println!(
+        "# refused: the `reviews` sidecar speaks only mTLS (tls.mode: strict) and closed this plaintext connection\n"
+    );
+
     if args.once {
         proxy.shutdown().await;
+        reviews.shutdown().await;
         cp_server.shutdown().await;
         return Ok(());
     }
@@ -202,6 +249,7 @@ async fn main() -> anyhow::Result<()> {
     println!("  curl -i -H 'x-weft-fault-delay: 1000' http://{addr}/hello");
     println!("  curl -i -H 'authorization: {bearer}' http://{addr}/admin");
     println!("  curl -s http://{admin}/metrics | grep weft_filter_");
+    println!("  curl -i http://{addr}/reviews   # over mTLS to the `reviews` sidecar");
     println!(
         "  $EDITOR {}/*.yaml   # the proxy follows",
         definitions.display()
@@ -209,6 +257,7 @@ async fn main() -> anyhow::Result<()> {
     println!("Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     proxy.shutdown().await;
+    reviews.shutdown().await;
     cp_server.shutdown().await;
     Ok(())
 }
@@ -317,10 +366,12 @@ async fn start_upstream(name: &'static str) -> anyhow::Result<SocketAddr> {
                     move |req: http::Request<hyper::body::Incoming>| async move {
                         let mut text =
                             format!("hello from `{name}`; you asked for {}\n", req.uri());
-                        if let Some(user) =
-                            req.headers().get("x-user").and_then(|v| v.to_str().ok())
-                        {
-                            text.push_str(&format!("x-user: {user}\n"));
+                        for header in ["x-user", "x-weft-peer-identity"] {
+                            if let Some(value) =
+                                req.headers().get(header).and_then(|v| v.to_str().ok())
+                            {
+                                text.push_str(&format!("{header}: {value}\n"));
+                            }
                         }
                         Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text))))
                     },
@@ -334,11 +385,79 @@ async fn start_upstream(name: &'static str) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// The mesh's certificate authority, kept in `<work>/identity` (generated on the first run),
+/// with one bootstrap token per sidecar of the demo.
+fn start_authority(work: &Path) -> anyhow::Result<Arc<Issuer>> {
+    let (authority, _) = Authority::load(
+        &AuthoritySource::Directory(work.join("identity")),
+        "cluster.local",
+        Duration::from_secs(3600),
+    )?;
+    let tokens = work.join("bootstrap-tokens");
+    std::fs::write(
+        &tokens,
+        "# <token> <namespace>/<service-account>: the directory source's single-machine mode\n\
+         demo-token-for-the-demo-proxy default/demo\n\
+         demo-token-for-the-reviews-sidecar shop/reviews\n",
+    )?;
+    for (file, token) in [
+        ("demo.token", "demo-token-for-the-demo-proxy"),
+        ("reviews.token", "demo-token-for-the-reviews-sidecar"),
+    ] {
+        std::fs::write(work.join(file), token)?;
+    }
+    let reviewer = Reviewer::Bootstrap(BootstrapTokens::load(tokens).map_err(anyhow::Error::msg)?);
+    Ok(Arc::new(Issuer::new(authority, reviewer)))
+}
+
+/// A second sidecar, `reviews` in namespace `shop`: strict mTLS in front of its app, and the
+/// authz filter as a mesh-only policy that admits the demo proxy's identity alone.
+async fn start_reviews_sidecar(
+    work: &Path,
+    modules: &Path,
+    control_plane: SocketAddr,
+    app: SocketAddr,
+) -> anyhow::Result<weft_proxy::RunningProxy> {
+    let authz = modules.join(wasm_name("authz"));
+    let yaml = format!(
+        r#"listeners:
+  - name: inbound
+    address: 127.0.0.1:0
+    tls: {{ mode: strict }}
+    peer_identity_header: x-weft-peer-identity
+    filters:
+      - name: authz
+        module: {authz:?}
+        config: {{ rules: {{ allow: [ {{ from: {{ principals: ["cluster.local/ns/default/sa/demo"] }} }} ] }} }}
+    routes:
+      - name: default
+        upstream: app
+upstreams:
+  - name: app
+    endpoints: ["{app}"]
+control_plane:
+  address: http://{control_plane}
+  name: reviews-0
+  namespace: shop
+  labels: {{ app: reviews }}
+  state_dir: reviews-state
+identity:
+  service_account: reviews
+  token_file: reviews.token
+"#
+    );
+    let path = work.join("reviews.yaml");
+    std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+    let config = Config::load(&path)?;
+    Ok(Proxy::start(config).await?)
+}
+
 async fn start_proxy(
     work: &Path,
     control_plane: SocketAddr,
     app: SocketAddr,
     beta: SocketAddr,
+    reviews: SocketAddr,
     listen: SocketAddr,
 ) -> anyhow::Result<weft_proxy::RunningProxy> {
     // The proxy's own file names the listener, routes and upstreams; the filters come from
@@ -356,6 +475,9 @@ listeners:
       - name: limited
         match: {{ path: {{ prefix: /limited }} }}
         upstream: app
+      - name: reviews
+        match: {{ path: {{ prefix: /reviews }} }}
+        upstream: reviews
       - name: default
         match: {{ path: {{ prefix: / }} }}
         upstream: app
@@ -364,12 +486,18 @@ upstreams:
     endpoints: ["{app}"]
   - name: app-beta
     endpoints: ["{beta}"]
+  - name: reviews
+    endpoints: ["{reviews}"]
+    tls: {{ mode: mesh, identity: spiffe://cluster.local/ns/shop/sa/reviews }}
 control_plane:
   address: http://{control_plane}
   name: demo-0
   namespace: default
   labels: {{ app: demo }}
   state_dir: state
+identity:
+  service_account: demo
+  token_file: demo.token
 "#
     );
     let path = work.join("weft.yaml");
