@@ -457,7 +457,7 @@ fn mesh_only_policy_forbids_what_no_rule_allows() {
         (Verdict::Allowed, Reason::Authenticated)
     );
     // Without rules there is nothing to decide with.
-    let err = try_policy(json!({})).unwrap_err();
+    let err = try_policy(json!({})).expect_err("no rules, no credentials");
     assert!(err.contains("give `jwt`, `api_keys` or both"), "{err}");
 }
 
