@@ -8,18 +8,36 @@
 //! omission) and throughput in a closed loop. It samples each proxy's resident memory at idle
 //! and under load, and writes a markdown table and a JSON file with medians, spreads and ratios
 //! to direct and to nginx, with the criterion micro-benchmarks' medians when they ran.
+//!
+//! With `--pairs` (bench/run passes it) it also measures sidecar pairs, client → proxy A →
+//! proxy B → upstream: weft without TLS (`pair-plain`), weft with mesh mTLS (`pair-mtls`:
+//! workload certificates from `weft-controlplane`), and two nginx doing the same mTLS
+//! (`nginx-pair-tls`), with each hop's CPU per request; and the server side's CPU per full and
+//! per resumed handshake, for weft B's strict listener and for nginx B.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use http::{HeaderName, HeaderValue};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, verify_server_cert_signed_by_trust_anchor};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore};
 use serde::Serialize;
 use weft_tests::bench::{four_filters, hs256_token, noop_filters, proxy_config};
 use weft_tests::load::{self, BytesUpstream, FixedRate, Target};
@@ -36,6 +54,10 @@ struct Args {
     /// both alike.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// The `weft-controlplane` binary, the certificate authority of `pair-mtls` (default:
+    /// beside `--proxy`).
+    #[arg(long)]
+    controlplane: Option<PathBuf>,
     /// The nginx binary (default: `nginx` on PATH, then /usr/sbin/nginx).
     #[arg(long)]
     nginx: Option<PathBuf>,
@@ -71,13 +93,30 @@ struct Args {
     #[arg(long)]
     micro_since: Option<u64>,
     /// Measure only these targets (comma-separated: direct, nginx, weft-0, weft-1, weft-4,
-    /// weft-16), for profiling one of them.
+    /// weft-16, pair-plain, pair-mtls, nginx-pair-tls), for profiling one of them.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Also measure the sidecar pairs (pair-plain, pair-mtls, nginx-pair-tls) and the TLS
+    /// servers' handshake cost; `bench/run` passes it.
+    #[arg(long)]
+    pairs: bool,
+    /// Handshakes of each kind (full, resumed) per TLS server and round.
+    #[arg(long, default_value_t = 2000)]
+    handshakes: usize,
     /// A quick run to check the machinery (1 round, 1 s each); its figures mean little.
     #[arg(long)]
     smoke: bool,
 }
+
+/// The sidecar pairs, measured with `--pairs` or when `--only` names them.
+const PAIRS: [&str; 3] = ["pair-plain", "pair-mtls", "nginx-pair-tls"];
+/// The mesh's trust domain and the pair's namespace: A runs as service account `orders`, B as
+/// `reviews`, as in the proxy's documentation.
+const TRUST_DOMAIN: &str = "cluster.local";
+const NAMESPACE: &str = "shop";
+/// The DNS name in nginx B's certificate that nginx A verifies (`proxy_ssl_name`); also the
+/// name the handshake client sends (weft ignores it: identities are SPIFFE IDs).
+const PEER_DNS_NAME: &str = "reviews.shop.svc";
 
 /// Every response's body length: the issue's 1 KiB.
 const BODY_LEN: usize = 1024;
@@ -88,6 +127,7 @@ fn main() -> ExitCode {
         args.rounds = 1;
         args.latency_time = Duration::from_secs(1);
         args.throughput_time = Duration::from_secs(1);
+        args.handshakes = args.handshakes.min(100);
     }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -103,6 +143,9 @@ fn main() -> ExitCode {
 struct Pinning {
     load_core: usize,
     proxy_core: usize,
+    /// B of a pair: a core of its own on a machine with three or more, else `proxy_core`, so
+    /// that A and B share the proxy core and the load keeps its own.
+    peer_core: usize,
 }
 
 fn pin() -> Option<Pinning> {
@@ -118,6 +161,7 @@ fn pin() -> Option<Pinning> {
     let pinning = Pinning {
         load_core: 0,
         proxy_core: 1,
+        peer_core: if cores >= 3 { 2 } else { 1 },
     };
     let mut set = rustix::thread::CpuSet::new();
     set.set(pinning.load_core);
@@ -142,17 +186,86 @@ struct Subject {
     name: &'static str,
     what: String,
     addr: SocketAddr,
+    /// The proxy the client talks to (A of a pair).
     process: Option<Server>,
+    /// The second hop of a pair (B), and where it listens.
+    peer: Option<Server>,
+    peer_addr: Option<SocketAddr>,
+    /// Admin addresses whose `/ready` must answer 200 before anything is measured (weft's
+    /// pairs: the mesh proxies are ready once they hold a workload certificate).
+    admins: Vec<SocketAddr>,
+    /// Processes it needs that are not measured (the control plane of `pair-mtls`).
+    helpers: Vec<Server>,
+    /// B's TLS listener, for the handshake measurement (the TLS pairs).
+    handshake: Option<HandshakeTarget>,
+    /// The mesh CA's directory (`pair-mtls`): once the control plane has written it, the
+    /// handshake client's certificate is signed with it.
+    mesh_ca: Option<PathBuf>,
+}
+
+impl Subject {
+    fn new(name: &'static str, what: String, addr: SocketAddr, process: Option<Server>) -> Self {
+        Self {
+            name,
+            what,
+            addr,
+            process,
+            peer: None,
+            peer_addr: None,
+            admins: Vec::new(),
+            helpers: Vec::new(),
+            handshake: None,
+            mesh_ca: None,
+        }
+    }
+
+    /// A and B, the processes whose CPU is counted.
+    fn hops(&self) -> Vec<&Server> {
+        self.process.iter().chain(&self.peer).collect()
+    }
+
+    fn log_tails(&self) -> String {
+        self.process
+            .iter()
+            .chain(&self.peer)
+            .chain(&self.helpers)
+            .map(Server::log_tail)
+            .collect()
+    }
+
+    fn stop(self) {
+        for server in self
+            .process
+            .into_iter()
+            .chain(self.peer)
+            .chain(self.helpers)
+        {
+            server.stop();
+        }
+    }
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
     let machine = machine(); // before pinning narrows what this process sees
     let pinning = pin();
     let wanted = |name: &str| {
+        if PAIRS.contains(&name) {
+            return args.only.iter().any(|o| o == name) || (args.pairs && args.only.is_empty());
+        }
         args.only.is_empty()
             || args.only.iter().any(|o| o == name)
             || (name.starts_with("base-") && args.baseline.is_some())
     };
+    let singles = [
+        "direct", "nginx", "weft-0", "weft-1", "weft-4", "weft-16", "base-0", "base-4",
+    ];
+    if let Some(unknown) = args
+        .only
+        .iter()
+        .find(|o| !PAIRS.contains(&o.as_str()) && !singles.contains(&o.as_str()))
+    {
+        bail!("--only {unknown}: no such target");
+    }
     let work = tempfile::tempdir()?;
     let upstream = BytesUpstream::start(BODY_LEN)?;
     eprintln!(
@@ -160,23 +273,28 @@ fn run(args: &Args) -> anyhow::Result<()> {
         upstream.addr()
     );
 
-    let mut subjects = vec![Subject {
-        name: "direct",
-        what: "client → upstream, no proxy (the floor)".into(),
-        addr: upstream.addr(),
-        process: None,
-    }];
+    let mut subjects = vec![Subject::new(
+        "direct",
+        "client → upstream, no proxy (the floor)".into(),
+        upstream.addr(),
+        None,
+    )];
     let mut nginx_version = None;
     if !args.no_nginx && wanted("nginx") {
         let nginx = find_nginx(args.nginx.as_deref())?;
         nginx_version = Some(version_of(&nginx, "-v"));
-        let (server, addr) = start_nginx(&nginx, work.path(), upstream.addr(), pinning)?;
-        subjects.push(Subject {
-            name: "nginx",
-            what: "nginx, plain reverse proxy, 1 worker, upstream keepalive".into(),
+        let (server, addr) = start_nginx(
+            &nginx,
+            work.path(),
+            upstream.addr(),
+            pinning.map(|p| p.proxy_core),
+        )?;
+        subjects.push(Subject::new(
+            "nginx",
+            "nginx, plain reverse proxy, 1 worker, upstream keepalive".into(),
             addr,
-            process: Some(server),
-        });
+            Some(server),
+        ));
     }
     if !args.proxy.is_file() {
         bail!(
@@ -239,14 +357,51 @@ fn run(args: &Args) -> anyhow::Result<()> {
             name,
             &filters,
             upstream.addr(),
-            pinning,
+            pinning.map(|p| p.proxy_core),
         )?;
-        subjects.push(Subject {
-            name,
-            what,
-            addr,
-            process: Some(server),
+        subjects.push(Subject::new(name, what, addr, Some(server)));
+    }
+    if wanted("pair-plain") {
+        subjects.push(start_weft_pair(
+            &args.proxy,
+            work.path(),
+            "pair-plain",
+            None,
+            upstream.addr(),
+            pinning,
+        )?);
+    }
+    if wanted("pair-mtls") {
+        let controlplane = args.controlplane.clone().unwrap_or_else(|| {
+            args.proxy
+                .with_file_name(format!("weft-controlplane{}", std::env::consts::EXE_SUFFIX))
         });
+        if !controlplane.is_file() {
+            bail!(
+                "{}: no such file; build it with `cargo build --release --workspace` (bench/run \
+                 does), pass --controlplane PATH, or leave pair-mtls out",
+                controlplane.display()
+            );
+        }
+        let mesh = start_control_plane(&controlplane, work.path())?;
+        subjects.push(start_weft_pair(
+            &args.proxy,
+            work.path(),
+            "pair-mtls",
+            Some(mesh),
+            upstream.addr(),
+            pinning,
+        )?);
+    }
+    if !args.no_nginx && wanted("nginx-pair-tls") {
+        let nginx = find_nginx(args.nginx.as_deref())?;
+        nginx_version.get_or_insert_with(|| version_of(&nginx, "-v"));
+        subjects.push(start_nginx_pair(
+            &nginx,
+            work.path(),
+            upstream.addr(),
+            pinning,
+        )?);
     }
 
     let token = hs256_token();
@@ -265,17 +420,50 @@ fn run(args: &Args) -> anyhow::Result<()> {
 
     // Every target answers correctly before anything is measured; then idle memory.
     let mut memory: BTreeMap<&str, Memory> = BTreeMap::new();
-    for (subject, target) in subjects.iter().zip(&targets) {
+    let mut peer_memory: BTreeMap<&str, Memory> = BTreeMap::new();
+    for (subject, target) in subjects.iter_mut().zip(&targets) {
+        for admin in &subject.admins {
+            wait_until_ready(*admin).with_context(|| {
+                format!(
+                    "{}: a proxy never became ready{}",
+                    subject.name,
+                    subject.log_tails()
+                )
+            })?;
+        }
         wait_until_serving(target).with_context(|| {
-            let log = subject
-                .process
-                .as_ref()
-                .map(|server| server.log_tail())
-                .unwrap_or_default();
-            format!("{} never served correctly{log}", subject.name)
+            format!(
+                "{} never served correctly{}",
+                subject.name,
+                subject.log_tails()
+            )
         })?;
+        if let Some(ca_dir) = &subject.mesh_ca {
+            // The requests went over mTLS: A connected to B with TLS, and B accepted it.
+            let (a_admin, b_admin) = (subject.admins[0], subject.admins[1]);
+            let outbound = handshakes_ok(a_admin, "outbound")?;
+            let inbound = handshakes_ok(b_admin, "inbound")?;
+            if outbound == 0 || inbound == 0 {
+                bail!(
+                    "{}: served, but with {outbound} mTLS handshakes counted by A (outbound) \
+                     and {inbound} by B (inbound): not a mesh pair{}",
+                    subject.name,
+                    subject.log_tails()
+                );
+            }
+            let addr = subject.peer_addr.context("a pair has B's address")?;
+            subject.handshake = Some(
+                HandshakeTarget::mesh(ca_dir, addr)
+                    .with_context(|| format!("a client certificate from {}", ca_dir.display()))?,
+            );
+        }
         if let Some(server) = &subject.process {
             let m = memory.entry(subject.name).or_default();
+            m.idle_kib = server.rss_kib();
+            m.idle_private_kib = server.private_kib();
+        }
+        if let Some(server) = &subject.peer {
+            let m = peer_memory.entry(subject.name).or_default();
             m.idle_kib = server.rss_kib();
             m.idle_private_kib = server.private_kib();
         }
@@ -288,33 +476,37 @@ fn run(args: &Args) -> anyhow::Result<()> {
         connections: args.latency_connections,
     };
     let mut rounds: BTreeMap<&str, Vec<RoundResult>> = BTreeMap::new();
+    let mut handshakes: BTreeMap<&str, Vec<HandshakeRound>> = BTreeMap::new();
     for round in 1..=args.rounds {
         for (subject, target) in subjects.iter().zip(&targets) {
             if subject.name == "weft-1" || !wanted(subject.name) {
                 continue; // Measured for memory only.
             }
             eprint!(
-                "round {round}/{}: {:<8} latency…",
+                "round {round}/{}: {:<14} latency…",
                 args.rounds, subject.name
             );
             let lat = load::fixed_rate(target, latency)?;
             eprint!(" throughput…");
-            let cpu_before = subject.process.as_ref().map(Server::cpu_seconds);
+            let hops = subject.hops();
+            let cpu_before: Vec<f64> = hops.iter().map(|s| s.cpu_seconds()).collect();
             let thr = load::closed_loop(
                 target,
                 args.throughput_connections,
                 Duration::from_secs(1).min(args.throughput_time),
                 args.throughput_time,
             )?;
-            let cpu_us_per_request =
-                subject
-                    .process
-                    .as_ref()
-                    .zip(cpu_before)
-                    .map(|(server, before)| {
-                        (server.cpu_seconds() - before) * 1e6
-                            / (thr.requests + thr.warmup_requests).max(1) as f64
-                    });
+            let served = (thr.requests + thr.warmup_requests).max(1) as f64;
+            let hop_cpu: Vec<f64> = hops
+                .iter()
+                .zip(&cpu_before)
+                .map(|(server, before)| (server.cpu_seconds() - before) * 1e6 / served)
+                .collect();
+            let cpu_us_per_request = (!hop_cpu.is_empty()).then(|| hop_cpu.iter().sum());
+            let hop_cpu_us_per_request = match hop_cpu[..] {
+                [a, b] => Some([a, b]),
+                _ => None,
+            };
             let result = RoundResult {
                 p50_us: micros(lat.percentile(50.0)),
                 p90_us: micros(lat.percentile(90.0)),
@@ -325,13 +517,19 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 latency_errors: lat.errors,
                 rps: thr.per_second(),
                 cpu_us_per_request,
+                hop_cpu_us_per_request,
                 throughput_errors: thr.errors,
             };
             eprintln!(
-                " p50 {:.0} µs, p99 {:.0} µs, {:.0} req/s{}",
+                " p50 {:.0} µs, p99 {:.0} µs, {:.0} req/s{}{}",
                 result.p50_us,
                 result.p99_us,
                 result.rps,
+                match (result.hop_cpu_us_per_request, result.cpu_us_per_request) {
+                    (Some([a, b]), _) => format!(", CPU {a:.1} + {b:.1} µs/request"),
+                    (None, Some(cpu)) => format!(", CPU {cpu:.1} µs/request"),
+                    (None, None) => String::new(),
+                },
                 if result.latency_errors + result.throughput_errors > 0 {
                     format!(
                         " ({} errors)",
@@ -342,12 +540,41 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 }
             );
             if let Some(server) = &subject.process {
-                let m = memory.entry(subject.name).or_default();
-                m.load_kib = m.load_kib.max(server.rss_kib());
-                m.load_private_kib = m.load_private_kib.max(server.private_kib());
-                m.peak_kib = m.peak_kib.max(server.peak_rss_kib());
+                memory.entry(subject.name).or_default().sample(server);
+            }
+            if let Some(server) = &subject.peer {
+                peer_memory.entry(subject.name).or_default().sample(server);
             }
             rounds.entry(subject.name).or_default().push(result);
+        }
+        // The TLS servers' handshake cost, in the same rounds.
+        for subject in &subjects {
+            let (Some(target), Some(server)) = (&subject.handshake, &subject.peer) else {
+                continue;
+            };
+            eprint!(
+                "round {round}/{}: {:<14} {} handshakes of each kind, full…",
+                args.rounds, subject.name, args.handshakes
+            );
+            let full = measure_handshakes(target, server, args.handshakes, false)?;
+            eprint!(" resumed…");
+            let resumed = measure_handshakes(target, server, args.handshakes, true)?;
+            eprintln!(
+                " server CPU {:.0} µs full, {:.0} µs resumed ({} of {} resumed){}",
+                full.server_cpu_us,
+                resumed.server_cpu_us,
+                resumed.resumed,
+                resumed.handshakes,
+                if full.errors + resumed.errors > 0 {
+                    format!(" ({} errors)", full.errors + resumed.errors)
+                } else {
+                    String::new()
+                }
+            );
+            handshakes
+                .entry(subject.name)
+                .or_default()
+                .push(HandshakeRound { full, resumed });
         }
     }
     // weft-1 gets a throughput run of its own, for its under-load memory.
@@ -376,8 +603,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         pinning,
         nginx_version,
         &subjects,
-        rounds,
-        memory,
+        Measured {
+            rounds,
+            memory,
+            peer_memory,
+            handshakes,
+        },
     );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -395,9 +626,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     writeln!(stdout, "{table}")?;
     writeln!(stdout, "wrote {} and {}", md.display(), json.display())?;
     for subject in subjects {
-        if let Some(server) = subject.process {
-            server.stop();
-        }
+        subject.stop();
     }
     Ok(())
 }
@@ -422,6 +651,58 @@ fn wait_until_serving(target: &Target) -> anyhow::Result<()> {
     }
 }
 
+/// Polls `GET /ready` on a weft admin address until it answers 200, for at most 30 seconds
+/// (a mesh proxy first gets its workload certificate from the control plane).
+fn wait_until_ready(admin: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = match http_get(admin, "/ready") {
+            Ok((200, _)) => return Ok(()),
+            Ok((status, body)) => format!("{status} {}", body.trim()),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            bail!("http://{admin}/ready: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A bodyless `GET` over HTTP/1.0 (so the body is neither chunked nor kept alive): the status
+/// and the body.
+fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("no status line in {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// weft's `weft_tls_handshakes_total{side, result="ok"}` at `admin`.
+fn handshakes_ok(admin: SocketAddr, side: &str) -> anyhow::Result<u64> {
+    let (status, metrics) = http_get(admin, "/metrics")?;
+    if status != 200 {
+        bail!("http://{admin}/metrics: {status}");
+    }
+    let side = format!("side=\"{side}\"");
+    Ok(metrics
+        .lines()
+        .filter(|l| l.starts_with("weft_tls_handshakes_total{") && l.contains(&side))
+        .filter(|l| l.contains("result=\"ok\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
+
 /// A proxy process, pinned, with its stderr in a log file.
 struct Server {
     child: Child,
@@ -429,13 +710,14 @@ struct Server {
 }
 
 impl Server {
-    fn spawn(command: Command, log: PathBuf, pinning: Option<Pinning>) -> anyhow::Result<Self> {
-        let mut command = match pinning {
-            Some(p) => {
+    /// Starts `command` on `core` (through `taskset`); without one, where this process runs.
+    fn spawn(command: Command, log: PathBuf, core: Option<usize>) -> anyhow::Result<Self> {
+        let mut command = match core {
+            Some(core) => {
                 let mut pinned = Command::new("taskset");
                 pinned
                     .arg("-c")
-                    .arg(p.proxy_core.to_string())
+                    .arg(core.to_string())
                     .arg(command.get_program())
                     .args(command.get_args());
                 pinned
@@ -595,14 +877,46 @@ fn start_nginx(
     nginx: &Path,
     work: &Path,
     upstream: SocketAddr,
-    pinning: Option<Pinning>,
+    core: Option<usize>,
 ) -> anyhow::Result<(Server, SocketAddr)> {
     let dir = work.join("nginx");
-    std::fs::create_dir_all(&dir)?;
     let addr = free_port()?;
-    let d = dir.display();
     // One worker, no access log, kept-alive upstream connections: nginx at its fastest as a
     // plain reverse proxy, the fair counterpart of weft with one worker.
+    let server = spawn_nginx(
+        nginx,
+        &dir,
+        &format!(
+            r#"    upstream app {{
+        server {upstream};
+        keepalive 64;
+    }}
+    server {{
+        listen {addr} reuseport;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+"#
+        ),
+        core,
+    )?;
+    Ok((server, addr))
+}
+
+/// nginx in `dir` with one worker, no access log and `http` (the `http` block's upstreams and
+/// servers), in the foreground.
+fn spawn_nginx(
+    nginx: &Path,
+    dir: &Path,
+    http: &str,
+    core: Option<usize>,
+) -> anyhow::Result<Server> {
+    std::fs::create_dir_all(dir)?;
+    let d = dir.display();
     let conf = format!(
         r#"worker_processes 1;
 daemon off;
@@ -616,20 +930,7 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
-    upstream app {{
-        server {upstream};
-        keepalive 64;
-    }}
-    server {{
-        listen {addr} reuseport;
-        keepalive_requests 1000000;
-        location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}
-}}
+{http}}}
 "#
     );
     let path = dir.join("nginx.conf");
@@ -637,13 +938,12 @@ http {{
     let mut command = Command::new(nginx);
     command
         .arg("-p")
-        .arg(&dir)
+        .arg(dir)
         .arg("-e")
         .arg(dir.join("error.log"))
         .arg("-c")
         .arg(&path);
-    let server = Server::spawn(command, dir.join("stderr.log"), pinning)?;
-    Ok((server, addr))
+    Server::spawn(command, dir.join("stderr.log"), core)
 }
 
 fn start_weft(
@@ -652,22 +952,592 @@ fn start_weft(
     name: &str,
     filters: &str,
     upstream: SocketAddr,
-    pinning: Option<Pinning>,
+    core: Option<usize>,
 ) -> anyhow::Result<(Server, SocketAddr)> {
+    let addr = free_port()?;
+    let config = proxy_config(&addr.to_string(), upstream, filters);
+    let server = spawn_weft(proxy, work, name, &config, core)?;
+    Ok((server, addr))
+}
+
+/// `weft-proxy --workers 1` with `config` in `work/<name>/weft.yaml`.
+fn spawn_weft(
+    proxy: &Path,
+    work: &Path,
+    name: &str,
+    config: &str,
+    core: Option<usize>,
+) -> anyhow::Result<Server> {
     let dir = work.join(name);
     std::fs::create_dir_all(&dir)?;
-    let addr = free_port()?;
-    let config = dir.join("weft.yaml");
-    std::fs::write(&config, proxy_config(&addr.to_string(), upstream, filters))?;
+    let path = dir.join("weft.yaml");
+    std::fs::write(&path, config)?;
     let mut command = Command::new(proxy);
-    command
-        .arg("--config")
-        .arg(&config)
-        .arg("--workers")
-        .arg("1");
+    command.arg("--config").arg(&path).arg("--workers").arg("1");
     // The log lives outside the config's directory, which the proxy watches for changes.
-    let server = Server::spawn(command, work.join(format!("{name}.log")), pinning)?;
-    Ok((server, addr))
+    Server::spawn(command, work.join(format!("{name}.log")), core)
+}
+
+/// The mesh's certificate authority: `weft-controlplane` with an identity directory and
+/// bootstrap tokens for A (`shop/orders`) and B (`shop/reviews`).
+struct Mesh {
+    server: Server,
+    /// Its gRPC address, for the proxies' `control_plane.address`.
+    addr: SocketAddr,
+    /// Where it writes `ca.pem` and `ca-key.pem`.
+    ca_dir: PathBuf,
+    /// The files holding A's and B's bootstrap tokens.
+    tokens: [PathBuf; 2],
+}
+
+fn start_control_plane(binary: &Path, work: &Path) -> anyhow::Result<Mesh> {
+    let dir = work.join("controlplane");
+    let filters = dir.join("filters"); // none: the pair runs no filters
+    std::fs::create_dir_all(&filters)?;
+    let ca_dir = dir.join("ca");
+    let nonce = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut bootstrap = String::new();
+    let mut tokens = Vec::new();
+    for (hop, service_account) in [("a", "orders"), ("b", "reviews")] {
+        let token = format!("bench-{hop}-{nonce:x}-{}", std::process::id());
+        let _ = writeln!(bootstrap, "{token} {NAMESPACE}/{service_account}");
+        let path = dir.join(format!("token-{hop}"));
+        std::fs::write(&path, &token)?;
+        tokens.push(path);
+    }
+    let bootstrap_file = dir.join("bootstrap-tokens");
+    std::fs::write(&bootstrap_file, bootstrap)?;
+    let addr = free_port()?;
+    let admin = free_port()?;
+    let mut command = Command::new(binary);
+    command
+        .arg("--source")
+        .arg(format!("dir={}", filters.display()))
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--admin")
+        .arg(admin.to_string())
+        .arg("--identity-dir")
+        .arg(&ca_dir)
+        .arg("--trust-domain")
+        .arg(TRUST_DOMAIN)
+        .arg("--certificate-lifetime")
+        .arg("24h")
+        .arg("--bootstrap-tokens")
+        .arg(&bootstrap_file);
+    // Not pinned to the proxies' core: it inherits this process's (the load's), where it
+    // idles once it has issued the two certificates.
+    let server = Server::spawn(command, work.join("controlplane.log"), None)?;
+    let tokens: [PathBuf; 2] = tokens.try_into().expect("two tokens");
+    Ok(Mesh {
+        server,
+        addr,
+        ca_dir,
+        tokens,
+    })
+}
+
+/// weft A (an outbound listener, its upstream B) and weft B (an inbound listener, its upstream
+/// the real one); with `mesh`, A connects to B over mTLS with its workload certificate
+/// (`orders`), B's listener is strict (`reviews`). Each runs one worker; A is pinned to the
+/// proxy core, B to the peer core.
+fn start_weft_pair(
+    proxy: &Path,
+    work: &Path,
+    name: &'static str,
+    mesh: Option<Mesh>,
+    upstream: SocketAddr,
+    pinning: Option<Pinning>,
+) -> anyhow::Result<Subject> {
+    let (a_addr, b_addr) = (free_port()?, free_port()?);
+    let (a_admin, b_admin) = (free_port()?, free_port()?);
+    let identity = |hop: &str, service_account: &str, token: &Path| match &mesh {
+        None => String::new(),
+        Some(mesh) => {
+            // Outside the config's directory, which the proxy watches.
+            let state = work.join(format!("{name}-{hop}-state"));
+            format!(
+                "control_plane: {{ address: \"http://{}\", name: {hop}, namespace: {NAMESPACE}, state_dir: {state:?} }}\n\
+                 identity: {{ service_account: {service_account}, token_file: {token:?} }}\n",
+                mesh.addr
+            )
+        }
+    };
+    let (a_identity, b_identity) = match &mesh {
+        Some(m) => (
+            identity("a", "orders", &m.tokens[0]),
+            identity("b", "reviews", &m.tokens[1]),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let (upstream_tls, listener_tls) = if mesh.is_some() {
+        (
+            format!(
+                "    tls: {{ mode: mesh, identity: \"spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/reviews\" }}\n"
+            ),
+            "    tls: { mode: strict }\n".to_owned(),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    let a_config = format!(
+        r#"admin: {{ address: "{a_admin}" }}
+{a_identity}listeners:
+  - name: outbound
+    address: "{a_addr}"
+    direction: outbound
+    routes:
+      - name: peer
+        match: {{ path: {{ prefix: / }} }}
+        upstream: peer
+upstreams:
+  - name: peer
+    endpoints: ["{b_addr}"]
+{upstream_tls}"#
+    );
+    let b_config = format!(
+        r#"admin: {{ address: "{b_admin}" }}
+{b_identity}listeners:
+  - name: inbound
+    address: "{b_addr}"
+{listener_tls}    routes:
+      - name: app
+        match: {{ path: {{ prefix: / }} }}
+        upstream: app
+upstreams:
+  - name: app
+    endpoints: ["{upstream}"]
+"#
+    );
+    let b = spawn_weft(
+        proxy,
+        work,
+        &format!("{name}-b"),
+        &b_config,
+        pinning.map(|p| p.peer_core),
+    )?;
+    let a = spawn_weft(
+        proxy,
+        work,
+        &format!("{name}-a"),
+        &a_config,
+        pinning.map(|p| p.proxy_core),
+    )?;
+    let what = if mesh.is_some() {
+        "weft A → weft B over mesh mTLS (workload certificates from weft-controlplane, ECDSA P-256; B's listener strict, A checks B's SPIFFE ID), 1 worker each"
+    } else {
+        "weft A → weft B, plaintext, 1 worker each"
+    };
+    let mut subject = Subject::new(name, what.into(), a_addr, Some(a));
+    subject.peer = Some(b);
+    subject.peer_addr = Some(b_addr);
+    subject.admins = vec![a_admin, b_admin];
+    if let Some(mesh) = mesh {
+        subject.mesh_ca = Some(mesh.ca_dir);
+        subject.helpers.push(mesh.server);
+    }
+    Ok(subject)
+}
+
+/// nginx A (`proxy_pass https://B` with a client certificate, B's verified, sessions reused,
+/// upstream keepalive) and nginx B (`ssl_verify_client on`, then the upstream), with a CA and
+/// certificates made here like the mesh's.
+fn start_nginx_pair(
+    nginx: &Path,
+    work: &Path,
+    upstream: SocketAddr,
+    pinning: Option<Pinning>,
+) -> anyhow::Result<Subject> {
+    let name = "nginx-pair-tls";
+    let pki = work.join(format!("{name}-pki"));
+    std::fs::create_dir_all(&pki)?;
+    let (ca_pem, issuer) = certificate_authority("weft-bench nginx CA")?;
+    let ca = pki.join("ca.pem");
+    std::fs::write(&ca, &ca_pem)?;
+    let mut files = Vec::new();
+    for (hop, service_account, dns) in [
+        ("a", "orders", "orders.shop.svc"),
+        ("b", "reviews", PEER_DNS_NAME),
+    ] {
+        let (cert, key) = leaf_certificate(&issuer, service_account, Some(dns))?;
+        let (cert_path, key_path) = (
+            pki.join(format!("{hop}.pem")),
+            pki.join(format!("{hop}-key.pem")),
+        );
+        std::fs::write(&cert_path, cert.pem())?;
+        std::fs::write(&key_path, key.serialize_pem())?;
+        files.push((cert_path, key_path));
+    }
+    let [(a_cert, a_key), (b_cert, b_key)] = [files[0].clone(), files[1].clone()];
+    let (a_addr, b_addr) = (free_port()?, free_port()?);
+    let (ca, a_cert, a_key, b_cert, b_key) = (
+        ca.display(),
+        a_cert.display(),
+        a_key.display(),
+        b_cert.display(),
+        b_key.display(),
+    );
+    // nginx 1.22 leaves TLS 1.3 out of its default protocols: both sides name it, so that the
+    // pair speaks what weft's does.
+    let b = spawn_nginx(
+        nginx,
+        &work.join(format!("{name}-b")),
+        &format!(
+            r#"    upstream app {{
+        server {upstream};
+        keepalive 64;
+    }}
+    ssl_session_cache shared:bench:10m;
+    server {{
+        listen {b_addr} ssl reuseport;
+        keepalive_requests 1000000;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_certificate {b_cert};
+        ssl_certificate_key {b_key};
+        ssl_client_certificate {ca};
+        ssl_verify_client on;
+        ssl_verify_depth 2;
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+"#
+        ),
+        pinning.map(|p| p.peer_core),
+    )?;
+    let a = spawn_nginx(
+        nginx,
+        &work.join(format!("{name}-a")),
+        &format!(
+            r#"    upstream peer {{
+        server {b_addr};
+        keepalive 64;
+    }}
+    server {{
+        listen {a_addr} reuseport;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass https://peer;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_ssl_protocols TLSv1.2 TLSv1.3;
+            proxy_ssl_certificate {a_cert};
+            proxy_ssl_certificate_key {a_key};
+            proxy_ssl_trusted_certificate {ca};
+            proxy_ssl_verify on;
+            proxy_ssl_verify_depth 2;
+            proxy_ssl_name {PEER_DNS_NAME};
+            proxy_ssl_session_reuse on;
+        }}
+    }}
+"#
+        ),
+        pinning.map(|p| p.proxy_core),
+    )?;
+    let mut subject = Subject::new(
+        name,
+        "nginx A → nginx B over mTLS (proxy_ssl_certificate, proxy_ssl_verify, session reuse, upstream keepalive; B ssl_verify_client on; ECDSA P-256), 1 worker each".into(),
+        a_addr,
+        Some(a),
+    );
+    subject.peer = Some(b);
+    subject.peer_addr = Some(b_addr);
+    let (chain, key) = {
+        let (cert, key) = leaf_certificate(&issuer, "bench", None)?;
+        (vec![cert.der().clone()], key.serialize_der())
+    };
+    subject.handshake = Some(HandshakeTarget {
+        addr: b_addr,
+        server: "nginx B (ssl_verify_client on)",
+        roots: Arc::new(roots(&ca_pem)?),
+        chain,
+        key,
+    });
+    Ok(subject)
+}
+
+/// A self-signed CA as the mesh's: ECDSA P-256, path length 1. Its PEM, and its issuer.
+fn certificate_authority(common_name: &str) -> anyhow::Result<(String, Issuer<'static, KeyPair>)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "weft-bench");
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = SystemTime::now();
+    params.not_before = (now - Duration::from_secs(3600)).into();
+    params.not_after = (now + Duration::from_secs(7 * 24 * 3600)).into();
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), Issuer::new(params, key)))
+}
+
+/// A workload certificate as the mesh issues them (ECDSA P-256, the URI SAN
+/// `spiffe://cluster.local/ns/shop/sa/<service_account>`, server and client auth), with a DNS
+/// SAN for nginx's name check when given.
+fn leaf_certificate(
+    issuer: &Issuer<'_, KeyPair>,
+    service_account: &str,
+    dns: Option<&str>,
+) -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
+    let key = KeyPair::generate()?;
+    let mut params =
+        CertificateParams::new(dns.map(str::to_owned).into_iter().collect::<Vec<_>>())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, dns.unwrap_or(service_account));
+    params.distinguished_name = dn;
+    params.subject_alt_names.push(SanType::URI(
+        format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{service_account}").try_into()?,
+    ));
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let now = SystemTime::now();
+    params.not_before = (now - Duration::from_secs(3600)).into();
+    params.not_after = (now + Duration::from_secs(24 * 3600)).into();
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert, key))
+}
+
+fn roots(ca_pem: &str) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    Ok(roots)
+}
+
+/// A TLS server whose handshakes are measured (B of a TLS pair), and a client identity it
+/// accepts.
+struct HandshakeTarget {
+    addr: SocketAddr,
+    server: &'static str,
+    roots: Arc<RootCertStore>,
+    /// The client's certificate chain and PKCS#8 key.
+    chain: Vec<CertificateDer<'static>>,
+    key: Vec<u8>,
+}
+
+impl HandshakeTarget {
+    /// weft B's strict listener, with a client certificate (`sa/bench`) that the bench signs
+    /// with the control plane's CA files, the only anchor B trusts.
+    fn mesh(ca_dir: &Path, addr: SocketAddr) -> anyhow::Result<Self> {
+        let read = |file: &str| {
+            let path = ca_dir.join(file);
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+        };
+        let ca_pem = read("ca.pem")?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&read("ca-key.pem")?)?)?;
+        let (cert, key) = leaf_certificate(&issuer, "bench", None)?;
+        Ok(Self {
+            addr,
+            server: "weft B (tls.mode: strict)",
+            roots: Arc::new(roots(&ca_pem)?),
+            chain: vec![cert.der().clone()],
+            key: key.serialize_der(),
+        })
+    }
+
+    /// A client configuration of its own: a resumption cache that starts empty, or none.
+    fn client_config(&self, resume: bool) -> anyhow::Result<Arc<ClientConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly {
+                roots: self.roots.clone(),
+                provider,
+            }))
+            .with_client_auth_cert(
+                self.chain.clone(),
+                PrivateKeyDer::Pkcs8(self.key.clone().into()),
+            )?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if !resume {
+            config.resumption = Resumption::disabled();
+        }
+        Ok(Arc::new(config))
+    }
+}
+
+/// Verifies the server's chain to the anchors and not its name: weft's workload certificates
+/// carry only a SPIFFE ID. (The client's cost is not what is measured.)
+#[derive(Debug)]
+struct ChainOnly {
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        verify_server_cert_signed_by_trust_anchor(
+            &ParsedCertificate::try_from(end_entity)?,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// One kind of handshake (full or resumed) against one server in one round.
+#[derive(Debug, Clone, Serialize)]
+struct HandshakeRun {
+    handshakes: u64,
+    /// Of them, those the server resumed.
+    resumed: u64,
+    errors: u64,
+    /// The server's CPU time (user + system, all threads and processes) per handshake.
+    server_cpu_us: f64,
+    /// The client's wall time per connection (connect to close), this side's cost included.
+    wall_us: f64,
+    /// Protocol, cipher suite and key exchange, as rustls names them.
+    negotiated: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct HandshakeRound {
+    full: HandshakeRun,
+    resumed: HandshakeRun,
+}
+
+/// `n` connections to `target` one after the other, each a handshake then a close, with the
+/// server's CPU time over them. `resume`: one client configuration whose session cache the
+/// handshakes share, primed by handshakes that are not counted; else no cache, every
+/// handshake full.
+fn measure_handshakes(
+    target: &HandshakeTarget,
+    server: &Server,
+    n: usize,
+    resume: bool,
+) -> anyhow::Result<HandshakeRun> {
+    let config = target.client_config(resume)?;
+    // Warm-up, not counted: the server's first connections, and tickets to resume with.
+    let mut negotiated = String::new();
+    for _ in 0..10 {
+        negotiated = handshake(&config, target.addr)
+            .with_context(|| format!("a handshake with {} at {}", target.server, target.addr))?
+            .1;
+    }
+    let mut run = HandshakeRun {
+        handshakes: n as u64,
+        resumed: 0,
+        errors: 0,
+        server_cpu_us: 0.0,
+        wall_us: 0.0,
+        negotiated,
+    };
+    let cpu_before = server.cpu_seconds();
+    let started = Instant::now();
+    for _ in 0..n {
+        match handshake(&config, target.addr) {
+            Ok((HandshakeKind::Resumed, _)) => run.resumed += 1,
+            Ok(_) => {}
+            Err(_) => run.errors += 1,
+        }
+    }
+    let n = n.max(1) as f64;
+    run.wall_us = micros(started.elapsed()) / n;
+    run.server_cpu_us = (server.cpu_seconds() - cpu_before) * 1e6 / n;
+    Ok(run)
+}
+
+/// Connects, completes a handshake, sends close_notify, and reads until the server closes
+/// (taking in its session tickets). The kind of handshake, and what was negotiated.
+fn handshake(
+    config: &Arc<ClientConfig>,
+    addr: SocketAddr,
+) -> anyhow::Result<(HandshakeKind, String)> {
+    let name = ServerName::try_from(PEER_DNS_NAME)?;
+    let mut tls = ClientConnection::new(config.clone(), name)?;
+    let mut tcp = std::net::TcpStream::connect(addr)?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp)?;
+    }
+    let kind = tls.handshake_kind().context("no handshake kind")?;
+    let negotiated = format!(
+        "{:?}, {:?}, {:?}",
+        tls.protocol_version(),
+        tls.negotiated_cipher_suite().map(|s| s.suite()),
+        tls.negotiated_key_exchange_group().map(|g| g.name()),
+    )
+    .replace("Some(", "")
+    .replace(')', "");
+    tls.send_close_notify();
+    while tls.wants_write() {
+        tls.write_tls(&mut tcp)?;
+    }
+    loop {
+        match tls.read_tls(&mut tcp) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if tls.process_new_packets().is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok((kind, negotiated))
 }
 
 /// One target's figures in one round.
@@ -685,6 +1555,8 @@ struct RoundResult {
     /// The proxy's CPU time (user + system, all its threads and processes) over the closed
     /// loop, per request: steadier than requests/s on a noisy machine.
     cpu_us_per_request: Option<f64>,
+    /// A pair's CPU per request, A's and B's (their sum is `cpu_us_per_request`).
+    hop_cpu_us_per_request: Option<[f64; 2]>,
     throughput_errors: u64,
 }
 
@@ -714,6 +1586,15 @@ struct Memory {
     load_private_kib: u64,
     /// The kernel's high-water mark.
     peak_kib: u64,
+}
+
+impl Memory {
+    /// After a run: keeps the highest under-load figures.
+    fn sample(&mut self, server: &Server) {
+        self.load_kib = self.load_kib.max(server.rss_kib());
+        self.load_private_kib = self.load_private_kib.max(server.private_kib());
+        self.peak_kib = self.peak_kib.max(server.peak_rss_kib());
+    }
 }
 
 /// A median with the smallest and largest of the rounds.
@@ -753,6 +1634,8 @@ struct Summary {
     p99_us: Spread,
     rps: Spread,
     cpu_us_per_request: Option<Spread>,
+    /// A pair's CPU per request: A's, then B's.
+    hop_cpu_us_per_request: Option<[Spread; 2]>,
     /// Latency added over direct, medians subtracted.
     added_p50_us: Option<f64>,
     added_p90_us: Option<f64>,
@@ -760,8 +1643,28 @@ struct Summary {
     rps_vs_direct: Option<f64>,
     rps_vs_nginx: Option<f64>,
     errors: u64,
+    /// The proxy's (A's, for a pair).
     memory: Option<Memory>,
+    /// B's, for a pair.
+    peer_memory: Option<Memory>,
     rounds: Vec<RoundResult>,
+}
+
+/// One TLS server's handshake cost over the rounds.
+#[derive(Debug, Serialize)]
+struct HandshakeSummary {
+    /// The pair whose B it is.
+    target: &'static str,
+    server: &'static str,
+    negotiated: String,
+    full_cpu_us: Spread,
+    resumed_cpu_us: Spread,
+    full_wall_us: Spread,
+    resumed_wall_us: Spread,
+    /// Of the handshakes meant to resume, the share that did.
+    resumed_share: f64,
+    errors: u64,
+    rounds: Vec<HandshakeRound>,
 }
 
 #[derive(Debug, Serialize)]
@@ -779,6 +1682,19 @@ struct Report {
     body_bytes: usize,
     smoke: bool,
     targets: Vec<Summary>,
+    /// Handshakes of each kind per server and round.
+    handshakes_per_run: usize,
+    handshakes: Vec<HandshakeSummary>,
+}
+
+/// What the rounds measured, by target name.
+struct Measured<'a> {
+    rounds: BTreeMap<&'a str, Vec<RoundResult>>,
+    /// The proxy's memory (A's, for a pair).
+    memory: BTreeMap<&'a str, Memory>,
+    /// B's memory, for a pair.
+    peer_memory: BTreeMap<&'a str, Memory>,
+    handshakes: BTreeMap<&'a str, Vec<HandshakeRound>>,
 }
 
 impl Report {
@@ -788,9 +1704,14 @@ impl Report {
         pinning: Option<Pinning>,
         nginx: Option<String>,
         subjects: &[Subject],
-        mut rounds: BTreeMap<&str, Vec<RoundResult>>,
-        memory: BTreeMap<&str, Memory>,
+        measured: Measured<'_>,
     ) -> Self {
+        let Measured {
+            mut rounds,
+            memory,
+            peer_memory,
+            mut handshakes,
+        } = measured;
         let mut targets: Vec<Summary> = subjects
             .iter()
             .map(|s| {
@@ -820,6 +1741,14 @@ impl Report {
                         .collect::<Option<Vec<f64>>>()
                         .filter(|v| !v.is_empty())
                         .map(Spread::of),
+                    hop_cpu_us_per_request: r
+                        .iter()
+                        .map(|r| r.hop_cpu_us_per_request)
+                        .collect::<Option<Vec<[f64; 2]>>>()
+                        .filter(|v| !v.is_empty())
+                        .map(|v| {
+                            [0, 1].map(|hop| Spread::of(v.iter().map(|cpu| cpu[hop]).collect()))
+                        }),
                     added_p50_us: None,
                     added_p90_us: None,
                     added_p99_us: None,
@@ -830,8 +1759,31 @@ impl Report {
                         .map(|r| r.latency_errors + r.throughput_errors)
                         .sum(),
                     memory: memory.get(s.name).copied(),
+                    peer_memory: peer_memory.get(s.name).copied(),
                     rounds: r,
                 }
+            })
+            .collect();
+        let handshakes = subjects
+            .iter()
+            .filter_map(|s| {
+                let server = s.handshake.as_ref()?.server;
+                let r = handshakes.remove(s.name).filter(|r| !r.is_empty())?;
+                let spread = |f: fn(&HandshakeRound) -> f64| Spread::of(r.iter().map(f).collect());
+                let resumed: u64 = r.iter().map(|r| r.resumed.resumed).sum();
+                let attempted: u64 = r.iter().map(|r| r.resumed.handshakes).sum();
+                Some(HandshakeSummary {
+                    target: s.name,
+                    server,
+                    negotiated: r[0].full.negotiated.clone(),
+                    full_cpu_us: spread(|r| r.full.server_cpu_us),
+                    resumed_cpu_us: spread(|r| r.resumed.server_cpu_us),
+                    full_wall_us: spread(|r| r.full.wall_us),
+                    resumed_wall_us: spread(|r| r.resumed.wall_us),
+                    resumed_share: resumed as f64 / attempted.max(1) as f64,
+                    errors: r.iter().map(|r| r.full.errors + r.resumed.errors).sum(),
+                    rounds: r,
+                })
             })
             .collect();
         let base = |name: &str| {
@@ -877,11 +1829,167 @@ impl Report {
             body_bytes: BODY_LEN,
             smoke: args.smoke,
             targets,
+            handshakes_per_run: args.handshakes,
+            handshakes,
         }
     }
 
     fn target(&self, name: &str) -> Option<&Summary> {
         self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// `a`'s CPU per request over `b`'s, round by round (the targets of a round ran minutes
+    /// apart, so a drift of the machine cancels out): median and range.
+    fn cpu_ratio_by_round(&self, a: &str, b: &str) -> Option<Spread> {
+        let (a, b) = (self.target(a)?, self.target(b)?);
+        let ratios = a
+            .rounds
+            .iter()
+            .zip(&b.rounds)
+            .map(|(a, b)| Some(a.cpu_us_per_request? / b.cpu_us_per_request?))
+            .collect::<Option<Vec<f64>>>()?;
+        (!ratios.is_empty()).then(|| Spread::of(ratios))
+    }
+
+    /// The section on the sidecar pairs and the handshakes, when they were measured.
+    fn pairs_markdown(&self, md: &mut String) {
+        let pairs: Vec<&Summary> = self
+            .targets
+            .iter()
+            .filter(|t| PAIRS.contains(&t.name) && !t.rounds.is_empty())
+            .collect();
+        if pairs.is_empty() && self.handshakes.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "\n## mTLS sidecar pair\n\nclient → proxy A → proxy B → upstream, each proxy with one worker, \
+             measured in the same rounds and runs as the targets above. `pair-plain`: weft A (an \
+             outbound listener) → weft B (an inbound listener), plaintext. `pair-mtls`: the same, \
+             A → B over mesh mTLS: workload certificates (ECDSA P-256, SPIFFE IDs \
+             `spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/orders` and `…/reviews`) from \
+             `weft-controlplane`, B's listener `tls: {{ mode: strict }}`, A checking B's identity. \
+             `nginx-pair-tls`: nginx A `proxy_pass https://B` with a client certificate, B's \
+             verified (`proxy_ssl_verify on`), `proxy_ssl_session_reuse on`, kept-alive upstream \
+             connections; nginx B `ssl_verify_client on` — same key type, TLS 1.3 on both. {} \
+             CPU: each process's user + system time over the closed loop, per request served. \
+             The ratios are taken round by round (the targets of a round ran minutes apart), \
+             median and range.\n",
+            match self.pinning {
+                Some(p) if p.peer_core != p.proxy_core => format!(
+                    "A is pinned to core {}, B to core {}, the load to core {}.",
+                    p.proxy_core, p.peer_core, p.load_core
+                ),
+                Some(p) => format!(
+                    "A and B share core {} (two cores: the load keeps core {} to itself, and a \
+                     pair's cost is its two hops on one core).",
+                    p.proxy_core, p.load_core
+                ),
+                None => "Nothing is pinned.".to_owned(),
+            }
+        );
+        let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "–".to_owned(), f);
+        let ratio = |x: f64| format!("{x:.2}×");
+        let one = |x: f64| format!("{x:.1}");
+        if !pairs.is_empty() {
+            let _ = writeln!(
+                md,
+                "| target | requests/s | CPU µs/request A | B | A+B | A+B × pair-plain | A+B × nginx-pair-tls | errors |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            for t in &pairs {
+                let versus = |other: &str| {
+                    self.cpu_ratio_by_round(t.name, other)
+                        .filter(|_| t.name != other)
+                        .map_or_else(|| "–".to_owned(), |s| spread(s, ratio))
+                };
+                let hop = |i: usize| {
+                    t.hop_cpu_us_per_request
+                        .map_or_else(|| "–".to_owned(), |h| spread(h[i], one))
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    t.name,
+                    spread(t.rps, |x| format!("{x:.0}")),
+                    hop(0),
+                    hop(1),
+                    t.cpu_us_per_request
+                        .map_or_else(|| "–".to_owned(), |s| spread(s, one)),
+                    versus("pair-plain"),
+                    versus("nginx-pair-tls"),
+                    t.errors,
+                );
+            }
+            let _ = writeln!(
+                md,
+                "\nMemory (resident set, as above; nginx counts master and worker):\n"
+            );
+            let _ = writeln!(
+                md,
+                "| target | A idle MiB | B idle MiB | A under load MiB | B under load MiB | A peak MiB | B peak MiB | A+B peak MiB |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
+            for t in &pairs {
+                if let (Some(a), Some(b)) = (t.memory, t.peer_memory) {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                        t.name,
+                        mib(a.idle_kib),
+                        mib(b.idle_kib),
+                        mib(a.load_kib),
+                        mib(b.load_kib),
+                        mib(a.peak_kib),
+                        mib(b.peak_kib),
+                        mib(a.peak_kib + b.peak_kib),
+                    );
+                }
+            }
+        }
+        if !self.handshakes.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n### Handshakes: what B's side costs\n\n{} connections of each kind per server and round, \
+                 one after another from a rustls client on the load's core, each: TCP connect, the mTLS \
+                 handshake (the client presents a certificate of B's CA with \
+                 `spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/bench`), close_notify, close — no request. \
+                 Full: no session cache. Resumed: one client whose session cache the handshakes share \
+                 (primed by uncounted ones). CPU: the server's user + system time per handshake; wall: \
+                 the client's time per connection, both sides' work included.\n",
+                self.handshakes_per_run
+            );
+            let _ = writeln!(
+                md,
+                "| server | negotiated | full: CPU µs | resumed: CPU µs | full × nginx | resumed × nginx | resumed | wall µs full / resumed | errors |"
+            );
+            let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+            let nginx = self
+                .handshakes
+                .iter()
+                .find(|h| h.target == "nginx-pair-tls");
+            let us = |x: f64| format!("{x:.0}");
+            for h in &self.handshakes {
+                let versus = |f: fn(&HandshakeSummary) -> f64| {
+                    nginx.filter(|n| n.target != h.target).map(|n| f(h) / f(n))
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {:.0} % | {} / {} | {} |",
+                    h.server,
+                    h.negotiated,
+                    spread(h.full_cpu_us, us),
+                    spread(h.resumed_cpu_us, us),
+                    opt(versus(|h| h.full_cpu_us.median), &ratio),
+                    opt(versus(|h| h.resumed_cpu_us.median), &ratio),
+                    h.resumed_share * 100.0,
+                    us(h.full_wall_us.median),
+                    us(h.resumed_wall_us.median),
+                    h.errors,
+                );
+            }
+        }
     }
 
     fn markdown(&self, micro: &[(String, f64)]) -> String {
@@ -984,20 +2092,26 @@ impl Report {
         );
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
         let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
-        for t in &self.targets {
-            if let Some(m) = t.memory {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} | {} |",
-                    t.name,
-                    mib(m.idle_kib),
-                    mib(m.idle_private_kib),
-                    mib(m.load_kib),
-                    mib(m.load_private_kib),
-                    mib(m.peak_kib)
-                );
-            }
+        // A pair's proxies are rows of their own: `<pair> A`, `<pair> B`.
+        let rows = self.targets.iter().flat_map(|t| match t.peer_memory {
+            None => vec![t.memory.map(|m| (t.name.to_owned(), m))],
+            Some(b) => vec![
+                t.memory.map(|a| (format!("{} A", t.name), a)),
+                Some((format!("{} B", t.name), b)),
+            ],
+        });
+        for (name, m) in rows.flatten() {
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} | {} |",
+                mib(m.idle_kib),
+                mib(m.idle_private_kib),
+                mib(m.load_kib),
+                mib(m.load_private_kib),
+                mib(m.peak_kib)
+            );
         }
+        self.pairs_markdown(&mut md);
         let _ = writeln!(md, "\n## Targets\n");
         let _ = writeln!(md, "| goal | measured | met | nginx, for reference |");
         let _ = writeln!(md, "|---|---:|:---:|---:|");
@@ -1099,6 +2213,24 @@ impl Report {
             &|x| format!("{x:.1} MB"),
             &|x| x <= 40.0,
         );
+        if self.target("pair-mtls").is_some() {
+            // Round by round, as in the pair table.
+            let by_round = |a: &str, b: &str| self.cpu_ratio_by_round(a, b).map(|s| s.median);
+            goal(
+                "mTLS pair CPU per request (A+B) ≤ 1.3× the plaintext pair's",
+                by_round("pair-mtls", "pair-plain"),
+                by_round("nginx-pair-tls", "pair-plain"),
+                &|x| format!("{x:.2}×"),
+                &|x| x <= 1.3,
+            );
+            goal(
+                "mTLS pair CPU per request (A+B) ≤ nginx doing the same (nginx-pair-tls)",
+                by_round("pair-mtls", "nginx-pair-tls"),
+                None,
+                &|x| format!("{x:.2}×"),
+                &|x| x <= 1.0,
+            );
+        }
         if !micro.is_empty() {
             let _ = writeln!(
                 md,

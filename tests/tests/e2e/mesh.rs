@@ -19,8 +19,9 @@ use serde_json::json;
 use tempfile::TempDir;
 use weft_controlplane::identity::Issuer;
 use weft_controlplane::identity::credentials::{BootstrapTokens, Reviewer};
+use weft_controlplane::tls::TlsConfig;
 use weft_identity::authority::{Authority, AuthoritySource};
-use weft_tests::control_plane::TestControlPlane;
+use weft_tests::control_plane::{TestCa, TestControlPlane};
 use weft_tests::{Reply, Scrape, TestProxy, Upstream, empty, get, guests, scrape, start_proxy};
 
 use crate::filter;
@@ -64,6 +65,15 @@ impl Mesh {
         lifetime: Duration,
         address: SocketAddr,
     ) -> anyhow::Result<TestControlPlane> {
+        Self::control_plane_tls(dir, lifetime, address, None).await
+    }
+
+    async fn control_plane_tls(
+        dir: &Path,
+        lifetime: Duration,
+        address: SocketAddr,
+        tls: Option<&TlsConfig>,
+    ) -> anyhow::Result<TestControlPlane> {
         let (authority, _) = Authority::load(
             &AuthoritySource::Directory(dir.join("ca")),
             TRUST_DOMAIN,
@@ -73,7 +83,7 @@ impl Mesh {
             BootstrapTokens::load(dir.join("tokens")).map_err(anyhow::Error::msg)?,
         );
         let issuer = Arc::new(Issuer::new(authority, reviewer));
-        TestControlPlane::start_with_identity(address, None, Some(issuer)).await
+        TestControlPlane::start_with_identity(address, tls, Some(issuer)).await
     }
 
     /// Stops the control plane and starts a new one on the same address and authority.
@@ -560,6 +570,52 @@ async fn rotation_under_load_fails_no_request() -> anyhow::Result<()> {
     );
     a.shutdown().await;
     b.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_proxy_subscribes_with_its_workload_certificate() -> anyhow::Result<()> {
+    // The control plane speaks TLS and requires client certificates: a proxy with no
+    // certificate of its own gets one with Certify, then subscribes with it.
+    let mesh = Mesh::start(Duration::from_secs(3600)).await?;
+    let server_ca = TestCa::new("control plane CA")?;
+    let (cert, key) = server_ca.leaf("server", &["127.0.0.1", "localhost"])?;
+    let tls = TlsConfig {
+        cert,
+        key,
+        client_ca: None,
+    };
+    let cp = Mesh::control_plane_tls(
+        mesh.dir.path(),
+        Duration::from_secs(3600),
+        "127.0.0.1:0".parse()?,
+        Some(&tls),
+    )
+    .await?;
+    let app = Upstream::start().await?;
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}\n\
+         control_plane: {{ address: \"https://127.0.0.1:{}\", name: orders-0, namespace: shop, state_dir: {:?}, tls: {{ ca: {:?} }} }}\n\
+         identity: {{ service_account: orders, token_file: {:?} }}\n\
+         listeners: [{{ name: inbound, address: 127.0.0.1:0, routes: [{{ name: app, upstream: app }}] }}]\n\
+         upstreams: [{{ name: app, endpoints: [\"{}\"] }}]\n",
+        cp.addr().port(),
+        mesh.dir.path().join("state-orders-0"),
+        server_ca.ca_file()?,
+        mesh.dir.path().join("token-orders"),
+        app.addr(),
+    );
+    let proxy = start_proxy(&yaml).await?;
+    ready(&proxy).await?;
+    wait_for(Duration::from_secs(10), || async {
+        Ok(cp.proxy("orders-0").is_some_and(|p| p.connected))
+    })
+    .await?;
+    let status = cp.proxy("orders-0").context("the proxy's status")?;
+    assert_eq!(status.spiffe_id.as_deref(), Some(ORDERS));
+    let scraped = scrape(proxy.admin()).await?;
+    assert_eq!(counter(&scraped, "weft_control_plane_connected", &[]), 1.0);
+    proxy.shutdown().await;
     Ok(())
 }
 
