@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -77,12 +78,53 @@ pub(crate) struct Accepted {
     pub(crate) alpn_h2: Option<bool>,
 }
 
+/// Refusals logged per second at most; the rest are counted (the metric has them all) and
+/// summed up in the next line, so a flood of bad handshakes cannot flood the log.
+const REFUSALS_LOGGED_PER_SECOND: u32 = 10;
+
 /// An inbound listener's TLS step.
 #[derive(Debug)]
 pub(crate) struct Inbound {
     mode: InboundTls,
     config: Arc<rustls::ServerConfig>,
     handshakes: Handshakes,
+    log: LogLimit,
+}
+
+/// At most [`REFUSALS_LOGGED_PER_SECOND`] log lines in each second.
+#[derive(Debug)]
+struct LogLimit {
+    epoch: std::time::Instant,
+    /// The second (since `epoch`) being counted, and the lines allowed or dropped in it.
+    second: AtomicU64,
+    logged: AtomicU32,
+    dropped: AtomicU32,
+}
+
+impl LogLimit {
+    fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            second: AtomicU64::new(0),
+            logged: AtomicU32::new(0),
+            dropped: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether to log now, and how many lines were dropped before this one (in earlier
+    /// seconds). Races between threads only blur the count at a second's edge.
+    fn admit(&self) -> Option<u32> {
+        let now = self.epoch.elapsed().as_secs();
+        if self.second.swap(now, Ordering::Relaxed) != now {
+            self.logged.store(0, Ordering::Relaxed);
+        }
+        if self.logged.fetch_add(1, Ordering::Relaxed) < REFUSALS_LOGGED_PER_SECOND {
+            Some(self.dropped.swap(0, Ordering::Relaxed))
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 impl Inbound {
@@ -91,6 +133,7 @@ impl Inbound {
             mode,
             config: mesh.server_config(),
             handshakes,
+            log: LogLimit::new(),
         }
     }
 
@@ -173,7 +216,13 @@ impl Inbound {
 
     fn refused(&self, client: SocketAddr, listener: &str, reason: &str, detail: &str) {
         self.handshakes.count(reason);
-        tracing::warn!(%client, listener, reason, detail, "mTLS handshake refused");
+        if let Some(dropped) = self.log.admit() {
+            if dropped > 0 {
+                tracing::warn!(%client, listener, reason, detail, not_logged_before = dropped, "mTLS handshake refused");
+            } else {
+                tracing::warn!(%client, listener, reason, detail, "mTLS handshake refused");
+            }
+        }
     }
 }
 
@@ -335,3 +384,27 @@ macro_rules! delegate_io {
 
 delegate_io!(Downstream);
 delegate_io!(Upstream);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_logs_are_limited_per_second() {
+        let limit = LogLimit::new();
+        let admitted = (0..100).filter(|_| limit.admit().is_some()).count();
+        // All within one second (or, on a very slow machine, two).
+        assert!(
+            (REFUSALS_LOGGED_PER_SECOND as usize..=2 * REFUSALS_LOGGED_PER_SECOND as usize)
+                .contains(&admitted),
+            "{admitted} lines admitted"
+        );
+        // The next second's first line reports what was dropped.
+        limit
+            .second
+            .store(limit.epoch.elapsed().as_secs() + 1000, Ordering::Relaxed);
+        limit.logged.store(0, Ordering::Relaxed);
+        let dropped = limit.admit().expect("a new second admits");
+        assert_eq!(dropped as usize, 100 - admitted);
+    }
+}

@@ -191,9 +191,20 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), String> {
             .map(|l| (l.name.clone(), l.address, l.direction))
             .collect::<Vec<_>>()
     };
+    let fixed = |c: &Config| {
+        c.listeners
+            .iter()
+            .map(|l| (l.paths, l.tls, l.peer_identity_header.clone()))
+            .collect::<Vec<_>>()
+    };
     let mut changed = Vec::new();
     if shape(old) != shape(new) {
         changed.push("listeners (names, addresses or directions)");
+    } else if fixed(old) != fixed(new) {
+        changed.push("listeners (paths, tls or peer_identity_header)");
+    }
+    if old.identity != new.identity {
+        changed.push("identity");
     }
     if old.limits != new.limits {
         changed.push("limits");

@@ -230,16 +230,26 @@ impl Issuer {
     }
 }
 
+/// `Certify` calls in progress at once; more are `RESOURCE_EXHAUSTED` at once (the caller
+/// retries with backoff). Each may cost a TokenReview on the API server and a signature, and
+/// needs no credential to be made, so an unbounded number would let anyone who can reach
+/// the port load the API server.
+pub const MAX_CONCURRENT_CERTIFY: usize = 64;
+
 /// The `Identity` gRPC service: [`Issuer::certify`], or `FAILED_PRECONDITION` without one.
 #[derive(Debug, Clone)]
 pub struct IdentityService {
     issuer: Option<Arc<Issuer>>,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl IdentityService {
     /// The service for `issuer` (none: every request is `FAILED_PRECONDITION`).
     pub fn new(issuer: Option<Arc<Issuer>>) -> Self {
-        Self { issuer }
+        Self {
+            issuer,
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CERTIFY)),
+        }
     }
 
     /// The tonic server, accepting requests up to [`MAX_CERTIFY_REQUEST_BYTES`].
@@ -260,6 +270,11 @@ impl Identity for IdentityService {
                  (or --identity-trust-anchors, --identity-issuer-cert and \
                  --identity-issuer-key)",
             ));
+        };
+        let Ok(_slot) = self.slots.try_acquire() else {
+            return Err(Status::resource_exhausted(format!(
+                "{MAX_CONCURRENT_CERTIFY} certificate requests are in progress; retry later"
+            )));
         };
         let peer = request.remote_addr();
         issuer

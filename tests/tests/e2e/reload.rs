@@ -123,6 +123,21 @@ async fn a_bad_config_file_change_is_rejected_and_the_old_chain_keeps_serving() 
     assert!(message.contains("restart the proxy"), "{message}");
     assert_eq!(greeting(proxy.addr()).await, "v1", "still the old chain");
 
+    // So do a listener's path normalization, TLS mode and identity header: they are fixed
+    // while it runs, and a reload that changes them is refused rather than half applied.
+    let renormalized = greeting_config(upstream.addr(), "v3").replace(
+        "    direction: inbound\n",
+        "    direction: inbound\n    paths: { merge_slashes: false }\n",
+    );
+    assert_ne!(renormalized, greeting_config(upstream.addr(), "v3"));
+    replace_file(proxy.config_path(), &renormalized);
+    let message = proxy.reload().await.expect_err("paths changed").to_string();
+    assert!(
+        message.contains("listeners (paths, tls or peer_identity_header)"),
+        "{message}"
+    );
+    assert_eq!(greeting(proxy.addr()).await, "v1", "still the old chain");
+
     // A good file applies again.
     replace_file(proxy.config_path(), &greeting_config(upstream.addr(), "v4"));
     proxy.reload().await.expect("a valid config reloads");
