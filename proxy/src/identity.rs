@@ -75,8 +75,9 @@ pub(crate) async fn run(
                 identity.mesh.install(credentials);
                 identity.installed.send_replace(true);
                 backoff = BACKOFF_MIN;
-                // Renew at half the lifetime; the other half absorbs an outage.
-                lifetime / 2
+                // Renew at half the lifetime; the other half absorbs an outage. Never sooner
+                // than the backoff's floor, whatever lifetime the control plane chose.
+                (lifetime / 2).max(BACKOFF_MIN)
             }
             Err(e) => {
                 metrics.identity_renewed(None);
