@@ -378,34 +378,15 @@ fn anchors_pem_contains(anchors_pem: &str, der: &CertificateDer<'_>) -> bool {
 }
 
 fn pem_of(der: &CertificateDer<'_>) -> String {
-    use std::fmt::Write;
-    let b64 = base64_encode(der.as_ref());
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    // Base64 is ASCII, so 64-byte chunks are whole characters.
     for line in b64.as_bytes().chunks(64) {
-        let _ = writeln!(out, "{}", String::from_utf8_lossy(line));
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
     }
     out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
     out
 }
 
@@ -531,11 +512,50 @@ mod tests {
     }
 
     #[test]
-    fn base64_matches_the_standard() {
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+    fn an_intermediate_issuer_is_sent_after_the_leaf() {
+        let dir = tempfile_dir();
+        let ca = |params: &mut CertificateParams| {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        };
+        let root_key = KeyPair::generate().unwrap();
+        let mut root = CertificateParams::default();
+        root.distinguished_name.push(DnType::CommonName, "root");
+        ca(&mut root);
+        let root_cert = root.self_signed(&root_key).unwrap();
+        let root_issuer = Issuer::new(root, root_key);
+        let key = KeyPair::generate().unwrap();
+        let mut intermediate = CertificateParams::default();
+        intermediate
+            .distinguished_name
+            .push(DnType::CommonName, "intermediate");
+        ca(&mut intermediate);
+        let intermediate_cert = intermediate.signed_by(&key, &root_issuer).unwrap();
+        for (file, pem) in [
+            ("anchors.pem", root_cert.pem()),
+            ("issuer.pem", intermediate_cert.pem()),
+            ("issuer-key.pem", key.serialize_pem()),
+        ] {
+            std::fs::write(dir.join(file), pem).unwrap();
+        }
+        let source = AuthoritySource::Files {
+            anchors: dir.join("anchors.pem"),
+            issuer_cert: dir.join("issuer.pem"),
+            issuer_key: dir.join("issuer-key.pem"),
+        };
+        let (ca, generated) = Authority::load(&source, "td", Duration::from_secs(60)).unwrap();
+        assert!(!generated);
+        let (_, der) = csr();
+        let issued = ca
+            .issue(&der, &SpiffeId::new("td", "a", "b").unwrap())
+            .unwrap();
+        let chain: Vec<_> = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[1].as_ref(), intermediate_cert.der().as_ref());
+        verify_chain(&chain, &ca.anchors, UnixTime::now()).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     fn tempfile_dir() -> PathBuf {

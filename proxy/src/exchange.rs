@@ -27,6 +27,7 @@ use weft_runtime::{Directives, RequestHead, RequestInfo, ResponseHead, SentReque
 use crate::body::{self, ProxyBody};
 use crate::build::RouteTable;
 use crate::chain::{Leases, Outcome, Phase};
+use crate::mesh::Peer;
 use crate::normalize;
 use crate::respond::{self, Refusal};
 use crate::route::{self, ListenerState, Route};
@@ -67,11 +68,11 @@ impl Early {
 
 /// Serve one request from `client` on `listener`.
 ///
-/// `peer` is the caller's SPIFFE ID when the connection is mTLS.
+/// `peer` is the caller when the connection is mTLS.
 pub(crate) async fn handle(
     listener: &ListenerState,
     client: SocketAddr,
-    peer: Option<Arc<str>>,
+    peer: Option<&Peer>,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
@@ -88,7 +89,7 @@ pub(crate) async fn handle(
     // a filter could add one that a client's `Connection` names.
     let refused = normalize::request_head(&mut head, &listener.paths).err();
     if let Some(name) = &listener.peer_identity_header {
-        forward_peer_identity(&mut head.headers, name, peer.as_deref());
+        forward_peer_identity(&mut head.headers, name, peer.map(|p| &p.header));
     }
     // One atomic load: the request runs on this version of the routes and chains to the end,
     // whatever reloads happen meanwhile.
@@ -115,7 +116,7 @@ pub(crate) async fn handle(
                     listener: listener.name.clone(),
                     direction: listener.direction,
                     route: Some(route.name.clone()),
-                    peer_identity: peer,
+                    peer_identity: peer.map(|p| p.id.clone()),
                 },
                 directives: Directives {
                     upstream: Some(route.upstream.name.clone()),
@@ -444,9 +445,13 @@ fn upstream_request(
 
 /// The caller's identity in header `name`, for the upstream and the filters: whatever the
 /// client sent under that name is removed first, so the header is the proxy's word alone.
-fn forward_peer_identity(headers: &mut HeaderMap, name: &header::HeaderName, peer: Option<&str>) {
+fn forward_peer_identity(
+    headers: &mut HeaderMap,
+    name: &header::HeaderName,
+    peer: Option<&HeaderValue>,
+) {
     headers.remove(name);
-    if let Some(value) = peer.and_then(|p| HeaderValue::from_str(p).ok()) {
-        headers.insert(name.clone(), value);
+    if let Some(value) = peer {
+        headers.insert(name.clone(), value.clone());
     }
 }

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::HeaderValue;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use prometheus_client::metrics::counter::Counter;
 use rustls::pki_types::ServerName;
@@ -23,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use weft_identity::SpiffeId;
-use weft_identity::tls::{ALPN_H2, MeshTls, classify, peer_identity};
+use weft_identity::tls::{ALPN_H2, Handshake, MeshTls, classify, peer_identity};
 
 use crate::config::InboundTls;
 use crate::metrics::Metrics;
@@ -31,35 +32,19 @@ use crate::metrics::Metrics;
 /// The first byte of a TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-/// Handshake results, as metric labels, in the order of [`Handshakes`]' counters.
-const RESULTS: [&str; 8] = [
-    "ok",
-    "plaintext",
-    "untrusted",
-    "expired",
-    "bad_identity",
-    "no_certificate",
-    "timeout",
-    "error",
-];
-
-/// The handshake counters of one side, resolved once.
+/// The handshake counters of one side, resolved once, indexed by [`Handshake`].
 #[derive(Debug, Clone)]
-pub(crate) struct Handshakes(Arc<[Counter; 8]>);
+pub(crate) struct Handshakes(Arc<[Counter; Handshake::ALL.len()]>);
 
 impl Handshakes {
     pub(crate) fn new(metrics: &Metrics, side: &'static str) -> Self {
         Self(Arc::new(
-            RESULTS.map(|result| metrics.tls_handshake(side, result)),
+            Handshake::ALL.map(|result| metrics.tls_handshake(side, result.as_str())),
         ))
     }
 
-    fn count(&self, result: &str) {
-        let i = RESULTS
-            .iter()
-            .position(|r| *r == result)
-            .unwrap_or(RESULTS.len() - 1);
-        self.0[i].inc();
+    fn count(&self, result: Handshake) {
+        self.0[result as usize].inc();
     }
 }
 
@@ -69,11 +54,30 @@ pub(crate) enum Downstream {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
+/// The authenticated caller of an mTLS connection, prepared once for all its requests.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    /// Its SPIFFE ID, for filters.
+    pub(crate) id: Arc<str>,
+    /// The same, as a header value for `peer_identity_header`.
+    pub(crate) header: HeaderValue,
+}
+
+impl Peer {
+    /// None when `id` cannot be a header value (a SPIFFE ID always can).
+    fn new(id: &str) -> Option<Self> {
+        Some(Self {
+            header: HeaderValue::from_str(id).ok()?,
+            id: id.into(),
+        })
+    }
+}
+
 /// What the TLS step learned about a connection.
 pub(crate) struct Accepted {
     pub(crate) stream: Downstream,
-    /// The caller's SPIFFE ID (mTLS only).
-    pub(crate) peer: Option<Arc<str>>,
+    /// The caller (mTLS only).
+    pub(crate) peer: Option<Arc<Peer>>,
     /// Whether ALPN chose HTTP/2; none: no ALPN (plaintext, or a client that offered none).
     pub(crate) alpn_h2: Option<bool>,
 }
@@ -157,7 +161,7 @@ impl Inbound {
                 self.refused(
                     client,
                     listener,
-                    "timeout",
+                    Handshake::Timeout,
                     "no byte before the head timeout",
                 );
                 return None;
@@ -168,7 +172,7 @@ impl Inbound {
                 self.refused(
                     client,
                     listener,
-                    "plaintext",
+                    Handshake::Plaintext,
                     "plaintext on a listener that requires mTLS (tls.mode: strict)",
                 );
                 return None;
@@ -194,7 +198,7 @@ impl Inbound {
                 self.refused(
                     client,
                     listener,
-                    "timeout",
+                    Handshake::Timeout,
                     "the handshake did not finish in time",
                 );
                 return None;
@@ -204,9 +208,10 @@ impl Inbound {
         let peer = session
             .peer_certificates()
             .and_then(peer_identity)
-            .map(|id| Arc::from(id.as_str()));
+            .and_then(|id| Peer::new(id.as_str()))
+            .map(Arc::new);
         let alpn_h2 = session.alpn_protocol().map(|p| p == ALPN_H2);
-        self.handshakes.count("ok");
+        self.handshakes.count(Handshake::Ok);
         Some(Accepted {
             stream: Downstream::Tls(Box::new(tls)),
             peer,
@@ -214,8 +219,9 @@ impl Inbound {
         })
     }
 
-    fn refused(&self, client: SocketAddr, listener: &str, reason: &str, detail: &str) {
-        self.handshakes.count(reason);
+    fn refused(&self, client: SocketAddr, listener: &str, result: Handshake, detail: &str) {
+        self.handshakes.count(result);
+        let reason = result.as_str();
         if let Some(dropped) = self.log.admit() {
             if dropped > 0 {
                 tracing::warn!(%client, listener, reason, detail, not_logged_before = dropped, "mTLS handshake refused");
@@ -279,7 +285,7 @@ impl Outbound {
         if let Some(expected) = &self.expected {
             let presented = session.peer_certificates().and_then(peer_identity);
             if presented.as_ref() != Some(&**expected) {
-                self.handshakes.count("bad_identity");
+                self.handshakes.count(Handshake::BadIdentity);
                 let presented =
                     presented.map_or_else(|| "no SPIFFE ID".to_owned(), |id| id.to_string());
                 return Err(std::io::Error::new(
@@ -288,7 +294,7 @@ impl Outbound {
                 ));
             }
         }
-        self.handshakes.count("ok");
+        self.handshakes.count(Handshake::Ok);
         Ok(Upstream::Tls(Box::new(tls)))
     }
 }

@@ -234,7 +234,7 @@ async fn serve_connection(
             let state = state.clone();
             let peer = peer.clone();
             async move {
-                let response = handle(&state, client, peer, request).await;
+                let response = handle(&state, client, peer.as_deref(), request).await;
                 Ok::<_, Infallible>(response.map(|body| guard.responded(body)))
             }
         })

@@ -406,42 +406,88 @@ impl ServerCertVerifier for MeshServerVerifier {
     }
 }
 
-/// Why a handshake failed, as a metric label: `untrusted` (no chain to the anchors),
-/// `expired` (or not yet valid), `bad_identity` (no SPIFFE ID of the trust domain, or not
-/// the one expected), `no_certificate` (the client sent none), `plaintext` (not TLS at
-/// all), `timeout`, or `error` (anything else: a protocol error, a closed socket).
-pub fn classify(error: &std::io::Error) -> &'static str {
+/// How a handshake ended, as a metric label ([`Handshake::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// Completed.
+    Ok,
+    /// Not TLS at all.
+    Plaintext,
+    /// No chain to the anchors.
+    Untrusted,
+    /// Expired, or not yet valid.
+    Expired,
+    /// No SPIFFE ID of the trust domain, or not the one expected.
+    BadIdentity,
+    /// The client sent no certificate.
+    NoCertificate,
+    /// Not done in time.
+    Timeout,
+    /// Anything else: a protocol error, a closed socket.
+    Error,
+}
+
+impl Handshake {
+    /// Every result, in declaration order (`result as usize` indexes it).
+    pub const ALL: [Handshake; 8] = [
+        Handshake::Ok,
+        Handshake::Plaintext,
+        Handshake::Untrusted,
+        Handshake::Expired,
+        Handshake::BadIdentity,
+        Handshake::NoCertificate,
+        Handshake::Timeout,
+        Handshake::Error,
+    ];
+
+    /// The metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Handshake::Ok => "ok",
+            Handshake::Plaintext => "plaintext",
+            Handshake::Untrusted => "untrusted",
+            Handshake::Expired => "expired",
+            Handshake::BadIdentity => "bad_identity",
+            Handshake::NoCertificate => "no_certificate",
+            Handshake::Timeout => "timeout",
+            Handshake::Error => "error",
+        }
+    }
+}
+
+/// Why a handshake failed.
+pub fn classify(error: &std::io::Error) -> Handshake {
     if error.kind() == std::io::ErrorKind::TimedOut {
-        return "timeout";
+        return Handshake::Timeout;
     }
     let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
-        return "error";
+        return Handshake::Error;
     };
     classify_tls(tls)
 }
 
 /// [`classify`] for a rustls error.
-pub fn classify_tls(error: &Error) -> &'static str {
+pub fn classify_tls(error: &Error) -> Handshake {
     use rustls::AlertDescription as A;
     match error {
         Error::InvalidCertificate(e) => match e {
             CertificateError::Expired
             | CertificateError::ExpiredContext { .. }
             | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. } => "expired",
+            | CertificateError::NotValidYetContext { .. } => Handshake::Expired,
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                "bad_identity"
+                Handshake::BadIdentity
             }
-            _ => "untrusted",
+            _ => Handshake::Untrusted,
         },
-        Error::NoCertificatesPresented => "no_certificate",
-        Error::AlertReceived(A::CertificateExpired) => "expired",
+        Error::NoCertificatesPresented => Handshake::NoCertificate,
+        Error::AlertReceived(A::CertificateExpired) => Handshake::Expired,
         Error::AlertReceived(A::UnknownCA | A::BadCertificate | A::CertificateUnknown) => {
-            "untrusted"
+            Handshake::Untrusted
         }
-        Error::AlertReceived(A::CertificateRequired) => "no_certificate",
-        Error::InvalidMessage(_) => "plaintext",
-        _ => "error",
+        Error::AlertReceived(A::CertificateRequired) => Handshake::NoCertificate,
+        Error::InvalidMessage(_) => Handshake::Plaintext,
+        _ => Handshake::Error,
     }
 }
 

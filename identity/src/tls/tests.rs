@@ -88,9 +88,9 @@ fn another_authority_is_untrusted_both_ways() {
     let a = mesh(&ca, "shop", "orders");
     let stranger = mesh(&other, "shop", "orders");
     let err = handshake(&stranger, &a).unwrap_err();
-    assert_eq!(classify_tls(&err), "untrusted", "{err:?}");
+    assert_eq!(classify_tls(&err).as_str(), "untrusted", "{err:?}");
     let err = handshake(&a, &stranger).unwrap_err();
-    assert_eq!(classify_tls(&err), "untrusted", "{err:?}");
+    assert_eq!(classify_tls(&err).as_str(), "untrusted", "{err:?}");
     std::fs::remove_dir_all(dir).unwrap();
     std::fs::remove_dir_all(other_dir).unwrap();
 }

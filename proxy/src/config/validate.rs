@@ -472,9 +472,8 @@ impl<'a> Context<'a> {
                 let path = path.key("peer_identity_header");
                 let header = http::HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| self.error(&path, format!("invalid header name {name:?}")))?;
-                if weft_runtime::hop::is_hop_by_hop(&header)
-                    || weft_text::is_managed_header(header.as_str())
-                {
+                // The managed headers include every hop-by-hop one and `host`.
+                if weft_text::is_managed_header(header.as_str()) {
                     return Err(self.error(
                         &path,
                         format!("{name:?} is a header the proxy manages; pick another, like x-weft-peer-identity"),
