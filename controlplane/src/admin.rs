@@ -1,6 +1,8 @@
 //! The admin HTTP endpoint: status for humans and scripts.
 //!
-//! - `GET /proxies`: every proxy that subscribed, with what it was sent and what it answered.
+//! - `GET /proxies`: every proxy that subscribed or watches services, with what it was sent
+//!   and what it answered (`discovery`: its `Watch` stream's namespaces, sent version, last
+//!   ACKed and NACKed versions and the NACK's reasons).
 //! - `GET /filters`: the catalog's filters and the source's errors.
 //! - `GET /identity`: whether the control plane issues workload certificates, and how many it
 //!   issued and refused (by reason) since start.
@@ -111,6 +113,7 @@ impl AdminHandle {
 #[serde(rename_all = "camelCase")]
 struct ProxiesView {
     catalog_version: u64,
+    services_version: u64,
     proxies: Vec<ProxyStatus>,
 }
 
@@ -151,6 +154,7 @@ fn respond(
     match path {
         "/proxies" => json(&ProxiesView {
             catalog_version: cp.version(),
+            services_version: cp.services_version(),
             proxies: cp.proxies(),
         }),
         "/filters" => {

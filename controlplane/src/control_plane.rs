@@ -7,10 +7,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use tokio::sync::watch;
+use weft_api::v1::discovery_server::DiscoveryServer;
 use weft_api::v1::filter_distribution_server::FilterDistributionServer;
 
 use crate::catalog::{Catalog, ProxyIdentity, SourceError};
-use crate::status::ProxyStatus;
+use crate::discovery::DiscoveryService;
+use crate::services::{PublishedServices, ServiceMap};
+use crate::status::{DiscoveryStatus, ProxyStatus};
 use crate::stream::Distribution;
 
 /// The namespace whose filters select proxies of every namespace, unless told otherwise.
@@ -42,6 +45,13 @@ struct Inner {
     proxies: Mutex<HashMap<(String, String), ProxyEntry>>,
     next_stream: AtomicU64,
     source_errors: Mutex<Vec<SourceError>>,
+    /// The services catalog, apart from the filters: an endpoint change never wakes a
+    /// filter stream.
+    services: watch::Sender<Arc<PublishedServices>>,
+    /// The problems a source found with services, when it reports them apart from filters.
+    service_errors: Mutex<Vec<SourceError>>,
+    /// Every proxy's `Watch` stream, by namespace and name.
+    discovery: Mutex<HashMap<(String, String), DiscoveryEntry>>,
     /// Bumped on every change of a proxy's status, for sources that report rollouts.
     proxy_changes: watch::Sender<u64>,
 }
@@ -51,6 +61,16 @@ struct ProxyEntry {
     /// Which stream owns the entry: updates from a replaced stream are dropped.
     stream: u64,
     status: ProxyStatus,
+}
+
+#[derive(Debug)]
+struct DiscoveryEntry {
+    /// Which stream owns the entry.
+    stream: u64,
+    status: DiscoveryStatus,
+    /// Set to `true` when a newer stream of the same proxy replaces this one, which then
+    /// ends: one `Watch` stream per proxy.
+    superseded: watch::Sender<bool>,
 }
 
 impl ControlPlane {
@@ -66,6 +86,9 @@ impl ControlPlane {
                 proxies: Mutex::new(HashMap::new()),
                 next_stream: AtomicU64::new(1),
                 source_errors: Mutex::new(Vec::new()),
+                services: watch::channel(Arc::new(PublishedServices::default())).0,
+                service_errors: Mutex::new(Vec::new()),
+                discovery: Mutex::new(HashMap::new()),
                 proxy_changes: watch::channel(0).0,
             }),
         }
@@ -112,14 +135,39 @@ impl ControlPlane {
         self.inner.catalog.borrow().catalog.clone()
     }
 
-    /// The status of every proxy that has subscribed, connected or not, sorted by namespace
-    /// and name.
+    /// The status of every proxy that has subscribed or watched services, connected or not,
+    /// sorted by namespace and name. A proxy that only watches services shows with
+    /// `connected: false` (no `Subscribe` stream) and its `discovery` status.
     pub fn proxies(&self) -> Vec<ProxyStatus> {
-        let mut all: Vec<ProxyStatus> = self
+        let mut by_key: HashMap<(String, String), ProxyStatus> = self
             .lock_proxies()
-            .values()
-            .map(|entry| entry.status.clone())
+            .iter()
+            .map(|(key, entry)| (key.clone(), entry.status.clone()))
             .collect();
+        for (key, entry) in lock(&self.inner.discovery).iter() {
+            let discovery = Some(entry.status.clone());
+            match by_key.get_mut(key) {
+                Some(status) => status.discovery = discovery,
+                None => {
+                    by_key.insert(
+                        key.clone(),
+                        ProxyStatus {
+                            identity: entry.status.identity.clone(),
+                            spiffe_id: entry.status.spiffe_id.clone(),
+                            connected: false,
+                            connected_at: entry.status.connected_at,
+                            disconnected_at: None,
+                            sent_version: 0,
+                            serving_version: 0,
+                            last_report: None,
+                            filters: Vec::new(),
+                            discovery,
+                        },
+                    );
+                }
+            }
+        }
+        let mut all: Vec<ProxyStatus> = by_key.into_values().collect();
         all.sort_by(|a, b| {
             (&a.identity.namespace, &a.identity.name)
                 .cmp(&(&b.identity.namespace, &b.identity.name))
@@ -127,9 +175,110 @@ impl ControlPlane {
         all
     }
 
-    /// The problems the source found with its inputs, as it last reported them.
+    /// The problems the source found with its inputs (filters, then services), as it last
+    /// reported them.
     pub fn source_errors(&self) -> Vec<SourceError> {
-        lock(&self.inner.source_errors).clone()
+        let mut errors = lock(&self.inner.source_errors).clone();
+        errors.extend(lock(&self.inner.service_errors).iter().cloned());
+        errors
+    }
+
+    /// Replaces the problems a source found with services, for a source that reports them
+    /// apart from its filters' (the Kubernetes source's service watch).
+    pub fn set_service_errors(&self, errors: Vec<SourceError>) {
+        *lock(&self.inner.service_errors) = errors;
+    }
+
+    /// Replaces the services catalog with `services` (by `namespace/name`; each key must be
+    /// its service's), unless it holds the same; returns whether it changed. Only `Watch`
+    /// streams wake, and each sends its proxy just the services that changed.
+    pub fn publish_services(&self, services: ServiceMap) -> bool {
+        let mut count = 0;
+        let changed = self.inner.services.send_if_modified(|published| {
+            count = services.len();
+            match published.next(services) {
+                Some(next) => {
+                    *published = Arc::new(next);
+                    true
+                }
+                None => false,
+            }
+        });
+        if changed {
+            tracing::debug!(
+                version = self.services_version(),
+                services = count,
+                "services published"
+            );
+        }
+        changed
+    }
+
+    /// The version of the services catalog; 0 before the first
+    /// [`publish_services`](Self::publish_services).
+    pub fn services_version(&self) -> u64 {
+        self.inner.services.borrow().version
+    }
+
+    /// The current services, by `namespace/name`.
+    pub fn services(&self) -> Arc<ServiceMap> {
+        Arc::clone(&self.inner.services.borrow().services)
+    }
+
+    /// The `Discovery` gRPC service, without TLS checks (see [`service`](Self::service)).
+    pub fn discovery_service(&self) -> DiscoveryServer<DiscoveryService> {
+        DiscoveryService::new(self.clone(), None, false).into_server()
+    }
+
+    pub(crate) fn subscribe_services(&self) -> watch::Receiver<Arc<PublishedServices>> {
+        self.inner.services.subscribe()
+    }
+
+    /// Records a new `Watch` stream for the proxy of `status`, ending the one it replaces;
+    /// returns the stream's id and the signal that a later stream replaced this one.
+    pub(crate) fn register_discovery(
+        &self,
+        status: DiscoveryStatus,
+    ) -> (u64, watch::Receiver<bool>) {
+        let stream = self.inner.next_stream.fetch_add(1, Ordering::Relaxed);
+        let key = (
+            status.identity.namespace.clone(),
+            status.identity.name.clone(),
+        );
+        let (superseded, signal) = watch::channel(false);
+        let previous = lock(&self.inner.discovery).insert(
+            key,
+            DiscoveryEntry {
+                stream,
+                status,
+                superseded,
+            },
+        );
+        if let Some(previous) = previous {
+            let _ = previous.superseded.send(true);
+        }
+        self.proxies_changed();
+        (stream, signal)
+    }
+
+    /// Applies `update` to the discovery status of `identity` if `stream` still owns it.
+    pub(crate) fn update_discovery(
+        &self,
+        identity: &ProxyIdentity,
+        stream: u64,
+        update: impl FnOnce(&mut DiscoveryStatus),
+    ) {
+        let key = (identity.namespace.clone(), identity.name.clone());
+        let updated = match lock(&self.inner.discovery).get_mut(&key) {
+            Some(entry) if entry.stream == stream => {
+                update(&mut entry.status);
+                true
+            }
+            _ => false,
+        };
+        if updated {
+            self.proxies_changed();
+        }
     }
 
     /// Replaces the source's problems (shown by the admin endpoint).
@@ -182,6 +331,7 @@ impl ControlPlane {
             serving_version,
             last_report: None,
             filters: Vec::new(),
+            discovery: None,
         };
         self.lock_proxies()
             .insert(key, ProxyEntry { stream, status });

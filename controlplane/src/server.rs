@@ -1,5 +1,5 @@
 //! Serving the gRPC services on a TCP listener, with TLS when configured, until shut down:
-//! `FilterDistribution`, and `Identity` (which answers `FAILED_PRECONDITION` unless the
+//! `FilterDistribution`, `Discovery`, and `Identity` (which answers `FAILED_PRECONDITION` unless the
 //! control plane runs a certificate authority).
 
 use std::net::SocketAddr;
@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
+use crate::discovery::DiscoveryService;
 use crate::identity::{IdentityService, Issuer};
 use crate::stream::Distribution;
 use crate::tls::TlsConfig;
@@ -30,12 +31,12 @@ pub struct ServerHandle {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
-/// Serves `control_plane`'s `FilterDistribution` service and the `Identity` service of
+/// Serves `control_plane`'s `FilterDistribution` and `Discovery` services and the `Identity` service of
 /// `identity` on `listener` (TLS when `tls` is given) until [`ServerHandle::shutdown`].
 ///
 /// With TLS and `identity`, client certificates chain to the client CA (if any) or to the
 /// mesh's trust anchors, and are optional at the handshake so that a proxy without one yet
-/// can call `Certify`; `Subscribe` and `FetchModule` then refuse callers without one
+/// can call `Certify`; `Subscribe`, `FetchModule` and `Watch` then refuse callers without one
 /// (`UNAUTHENTICATED`), as they do whenever a client CA is given.
 pub async fn serve(
     control_plane: &ControlPlane,
@@ -92,6 +93,12 @@ pub async fn serve(
         require_client_cert,
     )
     .into_server();
+    let discovery = DiscoveryService::new(
+        control_plane.clone(),
+        Some(signal.clone()),
+        require_client_cert,
+    )
+    .into_server();
     let identity = IdentityService::new(identity).into_server();
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
@@ -100,6 +107,7 @@ pub async fn serve(
     let task = tokio::spawn(async move {
         builder
             .add_service(service)
+            .add_service(discovery)
             .add_service(identity)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = signal_rx.wait_for(|&down| down).await;

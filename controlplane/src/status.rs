@@ -32,6 +32,53 @@ pub struct ProxyStatus {
     pub last_report: Option<ReportStatus>,
     /// The filters of the last snapshot sent, in chain order.
     pub filters: Vec<SentFilter>,
+    /// Its `Watch` (service discovery) stream, if it opened one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoveryStatus>,
+}
+
+/// A proxy's `Watch` stream, as last seen.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveryStatus {
+    /// Who the proxy said it is in its `DiscoveryHello`.
+    #[serde(skip)]
+    pub identity: ProxyIdentity,
+    /// The SPIFFE ID of its client certificate, if it carries one.
+    #[serde(skip)]
+    pub spiffe_id: Option<String>,
+    /// Whether the stream is open.
+    pub connected: bool,
+    /// When the stream opened.
+    #[serde(serialize_with = "rfc3339")]
+    pub connected_at: SystemTime,
+    /// The namespaces it asked for; empty for all.
+    pub namespaces: Vec<String>,
+    /// The version of the last update sent; 0 for none yet.
+    pub sent_version: u64,
+    /// How many services the proxy holds after the last update sent.
+    pub services: usize,
+    /// The last version it accepted (ACK); 0 for none.
+    pub acked: u64,
+    /// The last version it refused (NACK); 0 for none.
+    pub nacked: u64,
+    /// Why it refused `nacked`, per service (the first 32, each at most 1 KiB).
+    pub errors: Vec<ServiceReportError>,
+}
+
+/// The most NACK reasons kept per proxy, and the longest kept message: what a proxy says is
+/// shown, not stored without bound.
+pub(crate) const MAX_REPORT_ERRORS: usize = 32;
+/// See [`MAX_REPORT_ERRORS`].
+pub(crate) const MAX_REPORT_MESSAGE: usize = 1024;
+
+/// One reason a proxy gave for refusing a discovery update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceReportError {
+    /// `namespace/name` of the service, or empty for the update as a whole.
+    pub service: String,
+    /// Why, in the proxy's words.
+    pub message: String,
 }
 
 /// A proxy's answer to a snapshot.

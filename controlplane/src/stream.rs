@@ -23,7 +23,7 @@ use crate::control_plane::{ControlPlane, Published};
 use crate::status::{ReportError, ReportStatus, SentFilter};
 
 /// How long a new stream may take to send its hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest chunk `FetchModule` sends: small enough that no stream buffers much.
 const CHUNK_BYTES: usize = 64 << 10;
@@ -57,33 +57,16 @@ impl Distribution {
         }
     }
 
-    /// Checks that the caller may speak for `identity`: its client certificate (required
-    /// when [`require_client_cert`](Self::require_client_cert)) must name it. Returns the
-    /// certificate's SPIFFE ID, if it carries one.
     fn authenticate(
         &self,
         certs: Option<&[CertificateDer<'static>]>,
         identity: &ProxyIdentity,
     ) -> Result<Option<String>, Status> {
-        match certs {
-            None | Some([]) if self.require_client_cert => {
-                Err(Status::unauthenticated(PRESENT_A_CERTIFICATE))
-            }
-            None | Some([]) => Ok(None),
-            Some(certs) => {
-                crate::tls::check_peer_identity(certs, &identity.name, &identity.namespace)?;
-                Ok(weft_identity::tls::peer_identity(certs).map(|id| id.to_string()))
-            }
-        }
+        authenticate(self.require_client_cert, certs, identity)
     }
 
-    /// Refuses a caller without a client certificate where one is required, before reading
-    /// anything it sends.
     fn require_certificate(&self, certs: Option<&[CertificateDer<'static>]>) -> Result<(), Status> {
-        if self.require_client_cert && certs.is_none_or(<[_]>::is_empty) {
-            return Err(Status::unauthenticated(PRESENT_A_CERTIFICATE));
-        }
-        Ok(())
+        require_certificate(self.require_client_cert, certs)
     }
 
     pub(crate) fn into_server(self) -> FilterDistributionServer<Self> {
@@ -91,6 +74,38 @@ impl Distribution {
             .max_decoding_message_size(weft_api::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(weft_api::MAX_MESSAGE_BYTES)
     }
+}
+
+/// Checks that the caller may speak for `identity`: its client certificate (required when
+/// `require_client_cert`) must name it. Returns the certificate's SPIFFE ID, if it carries
+/// one. The same check for every service a proxy calls.
+pub(crate) fn authenticate(
+    require_client_cert: bool,
+    certs: Option<&[CertificateDer<'static>]>,
+    identity: &ProxyIdentity,
+) -> Result<Option<String>, Status> {
+    match certs {
+        None | Some([]) if require_client_cert => {
+            Err(Status::unauthenticated(PRESENT_A_CERTIFICATE))
+        }
+        None | Some([]) => Ok(None),
+        Some(certs) => {
+            crate::tls::check_peer_identity(certs, &identity.name, &identity.namespace)?;
+            Ok(weft_identity::tls::peer_identity(certs).map(|id| id.to_string()))
+        }
+    }
+}
+
+/// Refuses a caller without a client certificate where one is required, before reading
+/// anything it sends.
+pub(crate) fn require_certificate(
+    require_client_cert: bool,
+    certs: Option<&[CertificateDer<'static>]>,
+) -> Result<(), Status> {
+    if require_client_cert && certs.is_none_or(<[_]>::is_empty) {
+        return Err(Status::unauthenticated(PRESENT_A_CERTIFICATE));
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -195,7 +210,7 @@ async fn read_hello(inbound: &mut Streaming<SubscribeRequest>) -> Result<Hello, 
     }
 }
 
-fn check_identity(identity: Option<v1::ProxyIdentity>) -> Result<ProxyIdentity, Status> {
+pub(crate) fn check_identity(identity: Option<v1::ProxyIdentity>) -> Result<ProxyIdentity, Status> {
     let identity: ProxyIdentity = identity
         .ok_or_else(|| Status::invalid_argument("Hello.identity is missing"))?
         .into();
@@ -366,7 +381,7 @@ impl Session {
 }
 
 /// Completes when `shutdown` turns `true`; never if there is no signal or its sender is gone.
-async fn shutting_down(shutdown: &mut Option<watch::Receiver<bool>>) {
+pub(crate) async fn shutting_down(shutdown: &mut Option<watch::Receiver<bool>>) {
     if let Some(rx) = shutdown
         && rx.wait_for(|&down| down).await.is_ok()
     {

@@ -140,3 +140,119 @@ pub(crate) fn with_trailers(bytes: Bytes, trailers: Option<http::HeaderMap>) -> 
         }
     }
 }
+
+/// A request body that can be sent again (for a retry), or one that cannot.
+pub(crate) enum Replay {
+    /// The whole body, read (it ended within the limit).
+    Kept(Bytes, Option<http::HeaderMap>),
+    /// Too long to keep: what was read so far, then the rest, streamed once.
+    Once(ProxyBody),
+}
+
+impl Replay {
+    /// A copy to send (the bytes are shared, not copied).
+    pub(crate) fn copy(&self) -> Option<ProxyBody> {
+        match self {
+            Replay::Kept(bytes, trailers) => Some(with_trailers(bytes.clone(), trailers.clone())),
+            Replay::Once(_) => None,
+        }
+    }
+}
+
+/// Read `body` up to `limit` bytes so that it can be replayed; a body that goes on past the
+/// limit is given back whole (what was read, then the rest) to be sent once.
+pub(crate) async fn keep_for_replay(mut body: ProxyBody, limit: u64) -> Result<Replay, BoxError> {
+    if body.is_end_stream() {
+        return Ok(Replay::Kept(Bytes::new(), None));
+    }
+    if body.size_hint().lower() > limit {
+        return Ok(Replay::Once(body));
+    }
+    let mut read: Vec<Bytes> = Vec::new();
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        match frame.into_data() {
+            Ok(data) => {
+                total += data.len() as u64;
+                read.push(data);
+                if total > limit {
+                    let prefix = futures_util::stream::iter(
+                        read.into_iter().map(|b| Ok::<_, BoxError>(Frame::data(b))),
+                    );
+                    let rest = http_body_util::BodyStream::new(body);
+                    let stream = futures_util::StreamExt::chain(prefix, rest);
+                    return Ok(Replay::Once(
+                        http_body_util::StreamBody::new(stream).boxed_unsync(),
+                    ));
+                }
+            }
+            Err(frame) => {
+                let trailers = frame.into_trailers().ok();
+                return Ok(Replay::Kept(concat(read), trailers));
+            }
+        }
+    }
+    Ok(Replay::Kept(concat(read), None))
+}
+
+fn concat(parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.into_iter().next().unwrap_or_default(),
+        _ => {
+            let mut all = bytes::BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+            for part in parts {
+                all.extend_from_slice(&part);
+            }
+            all.freeze()
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body that holds `guard` until it is dropped (a circuit-breaker slot).
+    pub(crate) struct Holding<B, G> {
+        #[pin]
+        inner: B,
+        guard: G,
+    }
+}
+
+/// `body`, holding `guard` until the body is done with; boxed once (an upstream's body goes
+/// straight in, not boxed first).
+pub(crate) fn holding<B, G>(body: B, guard: G) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    G: Send + 'static,
+{
+    Holding { inner: body, guard }.boxed_unsync()
+}
+
+impl<B, G> Body for Holding<B, G>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project()
+            .inner
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -5,23 +5,25 @@
 //! so their warm instances carry over and an unchanged filter never sees `configure` twice.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::chain::{Chain, Link, RequestMatch};
 use crate::config::{
-    Config, ConfigError, Direction, FilterConfig, FilterOverride, ListenerConfig, UpstreamConfig,
+    Config, Direction, FilterConfig, FilterOverride, ListenerConfig, UpstreamConfig,
 };
+use crate::config::{RouteTarget, UpstreamRef};
 use crate::lifecycle::Error;
 use crate::mesh::Handshakes;
 use crate::metrics::Metrics;
-use crate::route::Route;
+use crate::route::{Choice, Route, Target};
 use crate::upstream::Upstream;
 use weft_identity::tls::MeshTls;
 use weft_runtime::health::FilterCaps;
 use weft_runtime::{
     FilterKey, FilterSpec, LoadError, LoadedFilter, Module, Runtime, RuntimeOptions, cache,
 };
+use weft_traffic::budget::Budget;
 
 /// One listener's routes, swapped whole on a reload. A request keeps the table it started
 /// with until it ends.
@@ -220,7 +222,17 @@ impl Builder {
         for config in configs {
             let upstream = match self.upstreams.get(&config.name) {
                 Some((old, upstream)) if old == config => upstream.clone(),
-                _ => Arc::new(Upstream::new(config, &self.mesh, &self.handshakes)),
+                // Only the endpoints changed: take them in place, keeping pools and state.
+                Some((old, upstream)) if Upstream::same_but_endpoints(old, config) => {
+                    upstream.set_endpoints(&config.endpoints);
+                    upstream.clone()
+                }
+                _ => Upstream::new(
+                    config,
+                    &self.mesh,
+                    &self.handshakes,
+                    self.metrics.upstream(&config.name),
+                ),
             };
             next.insert(config.name.clone(), (config.clone(), upstream));
         }
@@ -293,22 +305,40 @@ impl Builder {
                     }
                 }
             }
-            // The config was validated: every route names a known upstream.
-            let Some(upstream) = upstreams.get(r.upstream.as_str()) else {
-                return Err(Error::Config(ConfigError {
-                    file: PathBuf::new(),
-                    line: None,
-                    column: None,
-                    field: format!("listeners.{}.routes.{}.upstream", config.name, r.name),
-                    message: format!("unknown upstream {:?}", r.upstream),
-                }));
+            let choice = |reference: &UpstreamRef| Choice {
+                label: reference.to_string().into(),
+                upstream: upstreams.get(reference.name.as_str()).cloned(),
+                reference: reference.clone(),
+            };
+            let target = match &r.target {
+                RouteTarget::Upstream(reference) => Target::One(choice(reference)),
+                RouteTarget::Split(split) => {
+                    let mut sum = 0;
+                    Target::Split {
+                        choices: split.iter().map(|(r, _)| choice(r)).collect(),
+                        cumulative: split
+                            .iter()
+                            .map(|(_, w)| {
+                                sum += *w;
+                                sum
+                            })
+                            .collect(),
+                    }
+                }
+                RouteTarget::ByAuthority => Target::ByAuthority,
             };
             routes.push(Route {
                 name: r.name.as_str().into(),
                 matcher: r.matcher.clone(),
                 timeout: r.timeout,
-                metrics: self.metrics.route(&config.name, &r.name, &upstream.name),
-                upstream: upstream.clone(),
+                retries: r.retries.clone().map(|p| {
+                    let budget = Arc::new(Budget::new(p.budget));
+                    (p, budget)
+                }),
+                metrics: self
+                    .metrics
+                    .route(&config.name, &r.name, target.metrics_label()),
+                target,
                 chain: Chain::new(chain),
             });
         }

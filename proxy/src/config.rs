@@ -120,6 +120,7 @@ use serde::Deserialize;
 use self::raw::RawConfig;
 use self::validate::Context;
 pub use weft_runtime::policy::{Direction, FailurePolicy, Isolation, limits as filter_limits};
+pub use weft_traffic::policy::{Policy, RetryPolicy};
 pub use weft_yaml::ConfigError;
 
 const KIB: u64 = 1 << 10;
@@ -142,8 +143,34 @@ pub struct Config {
     pub control_plane: Option<ControlPlaneConfig>,
     /// This proxy's workload identity; none: no mTLS between sidecars.
     pub identity: Option<IdentityConfig>,
+    /// Which discovered services to watch (with a control plane); none: routes and filters
+    /// name only the upstreams of this file, and an unknown name is an error at load.
+    pub discovery: Option<DiscoveryConfig>,
     /// The file this was read from, or `<inline>`; used in messages.
     pub source: PathBuf,
+}
+
+/// Service discovery from the control plane (key `discovery`): which services to watch and
+/// how to reach them. Without a control plane there is nothing to discover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// Namespaces whose services the proxy wants; empty: every namespace.
+    pub namespaces: Vec<String>,
+    /// The cluster's DNS domain, for authorities like `reviews.shop.svc.cluster.local`.
+    pub cluster_domain: String,
+    /// How discovered endpoints are connected to: plaintext, or mesh mTLS (any mesh
+    /// identity).
+    pub tls: UpstreamTls,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            cluster_domain: "cluster.local".to_owned(),
+            tls: UpstreamTls::Disabled,
+        }
+    }
 }
 
 /// The control plane this proxy subscribes to for filters.
@@ -364,12 +391,61 @@ pub struct RouteConfig {
     pub name: String,
     /// Which requests this route takes (key `match`).
     pub matcher: RouteMatch,
-    /// The name of an upstream in [`Config::upstreams`].
-    pub upstream: String,
+    /// Where the route sends requests.
+    pub target: RouteTarget,
     /// Overrides the upstream's response timeout for this route.
     pub timeout: Option<Duration>,
+    /// Overrides the upstream's retry policy for this route.
+    pub retries: Option<RetryPolicy>,
     /// Changes to the listener's filters for this route, keyed by filter name.
     pub filters: BTreeMap<String, FilterOverride>,
+}
+
+/// Where a route sends requests (keys `upstream`, `split` or `by_authority`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteTarget {
+    /// One upstream of [`Config::upstreams`] or a discovered service, optionally a subset of
+    /// its endpoints (`backend@v2`).
+    Upstream(UpstreamRef),
+    /// A weighted split: each request goes to one of these (a canary: 90/10 across subsets).
+    Split(Vec<(UpstreamRef, u32)>),
+    /// The discovered service the request's authority names (`reviews`, `reviews.shop`,
+    /// `reviews.shop.svc.cluster.local`, with or without a port).
+    ByAuthority,
+}
+
+/// An upstream (or discovered service) by name, and optionally one of its subsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRef {
+    /// The upstream's (or service's) name.
+    pub name: String,
+    /// One of its subsets, if named.
+    pub subset: Option<String>,
+}
+
+impl UpstreamRef {
+    /// Reads `name` or `name@subset`.
+    pub fn parse(text: &str) -> Self {
+        match text.split_once('@') {
+            Some((name, subset)) => Self {
+                name: name.to_owned(),
+                subset: Some(subset.to_owned()),
+            },
+            None => Self {
+                name: text.to_owned(),
+                subset: None,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.subset {
+            Some(subset) => write!(f, "{}@{subset}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
 }
 
 /// Conditions a request must all meet to take a route.
@@ -429,21 +505,49 @@ pub enum FilterOverride {
 }
 
 /// A named set of equivalent endpoints.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// Unique among upstreams.
     pub name: String,
-    /// `host:port` strings, at least one; the host is a name, an IPv4 address or a bracketed
-    /// IPv6 address.
-    pub endpoints: Vec<String>,
+    /// At least one, unless discovered endpoints are yet to come.
+    pub endpoints: Vec<EndpointConfig>,
     /// Which HTTP version to speak to the upstream.
     pub protocol: UpstreamProtocol,
     /// How long to wait for a connection. Default 1s.
     pub connect_timeout: Duration,
-    /// How long to wait for the whole response head. Default 30s.
+    /// How long to wait for the whole response head, every try included. Default 30s.
     pub timeout: Duration,
+    /// How long a pooled connection may stay unused. Default 90s.
+    pub idle_timeout: Duration,
     /// Plaintext or mesh mTLS.
     pub tls: UpstreamTls,
+    /// Load balancing, retries, circuit breaker, outlier detection, health checks, subsets.
+    pub policy: Policy,
+}
+
+/// One endpoint of an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// `host:port`; the host is a name, an IPv4 address or a bracketed IPv6 address.
+    pub address: String,
+    /// Relative share of requests, at least 1. Default 1.
+    pub weight: u32,
+    /// For subsets (`version: v2`).
+    pub labels: BTreeMap<String, String>,
+    /// False: terminating, used only when no ready endpoint is left.
+    pub ready: bool,
+}
+
+impl EndpointConfig {
+    /// A ready endpoint of weight 1 without labels.
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            weight: 1,
+            labels: BTreeMap::new(),
+            ready: true,
+        }
+    }
 }
 
 /// Which HTTP version to speak to an upstream.

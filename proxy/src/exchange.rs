@@ -24,14 +24,19 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use weft_runtime::{Directives, RequestHead, RequestInfo, ResponseHead, SentRequest, hop};
 
-use crate::body::{self, ProxyBody};
+use crate::body::{self, ProxyBody, Replay};
 use crate::build::RouteTable;
 use crate::chain::{Leases, Outcome, Phase};
+use crate::config::UpstreamRef;
+use crate::discovery::Registry;
 use crate::mesh::Peer;
+use crate::metrics::{RetryReason, RetrySkipped};
 use crate::normalize;
 use crate::respond::{self, Refusal};
-use crate::route::{self, ListenerState, Route};
+use crate::route::{self, Choice, ListenerState, Route, Target};
 use crate::upstream::{self, Upstream};
+use crate::upstream::{Admitted, Endpoint, TryFailure};
+use weft_traffic::endpoint::Outcome as TryOutcome;
 
 /// How an exchange ends before the upstream's response is forwarded.
 enum Early {
@@ -106,10 +111,13 @@ pub(crate) async fn handle(
             "none",
         ),
         (Some(route), None) => {
+            let (label, chosen) = choose(&route.target, &head, listener.services.as_deref());
             let exchange = Exchange {
                 listener,
                 table: &table,
                 route,
+                chosen: Some(chosen),
+                admitted: None,
                 leases: route.chain.leases(&head),
                 info: RequestInfo {
                     client: Some(client),
@@ -119,7 +127,7 @@ pub(crate) async fn handle(
                     peer_identity: peer.map(|p| p.id.clone()),
                 },
                 directives: Directives {
-                    upstream: Some(route.upstream.name.clone()),
+                    upstream: label,
                     response_headers: HeaderMap::new(),
                 },
             };
@@ -128,7 +136,7 @@ pub(crate) async fn handle(
                 response,
                 &route.metrics,
                 &*route.name,
-                &*route.upstream.name,
+                route.target.metrics_label(),
             )
         }
         (None, None) => (
@@ -163,6 +171,11 @@ struct Exchange<'a> {
     /// The routes and upstreams this request runs on, loaded once.
     table: &'a RouteTable,
     route: &'a Route,
+    /// The upstream the route chose when the request arrived (or why none), unless a filter
+    /// names another.
+    chosen: Option<Result<Resolved, Refusal>>,
+    /// The request's slot under the upstream's `max_requests`, held with the response body.
+    admitted: Option<Admitted>,
     /// The instances the request holds, and the filters it skips.
     leases: Leases,
     /// What filters may read but not change.
@@ -183,7 +196,10 @@ impl<'a> Exchange<'a> {
             response.headers_mut(),
             std::mem::take(&mut self.directives.response_headers),
         );
-        response
+        match self.admitted.take() {
+            None => response,
+            Some(slot) => response.map(|b| body::holding(b, slot)),
+        }
     }
 
     async fn steps(
@@ -202,12 +218,16 @@ impl<'a> Exchange<'a> {
         });
         let (rhead, upstream_body, upstream) = self.upstream(head, body).await?;
         match sent {
-            None => Ok(finish(
-                rhead,
-                upstream_body.map_err(Into::into).boxed_unsync(),
-            )),
+            None => {
+                // The request's circuit-breaker slot rides in the one box the body gets.
+                let body = match self.admitted.take() {
+                    Some(slot) => body::holding(upstream_body, slot),
+                    None => upstream_body.map_err(Into::into).boxed_unsync(),
+                };
+                Ok(finish(rhead, body))
+            }
             Some(request) => {
-                self.response_phases(&request, rhead, upstream_body, upstream)
+                self.response_phases(&request, rhead, upstream_body, &upstream)
                     .await
             }
         }
@@ -270,47 +290,211 @@ impl<'a> Exchange<'a> {
         Ok(body::with_trailers(bytes, trailers))
     }
 
-    /// Send the request to the upstream the route or a filter chose, within the route's
-    /// timeout; the response head, hop-by-hop fields removed, and its body.
+    /// The upstream a filter named instead of the route's choice.
+    fn resolve(&self, name: &Arc<str>) -> Result<Resolved, Refusal> {
+        let reference = UpstreamRef::parse(name);
+        let upstream = match self.table.upstreams.get(reference.name.as_str()) {
+            Some(upstream) => upstream.clone(),
+            None => self
+                .listener
+                .services
+                .as_deref()
+                .and_then(|s| s.by_name(&reference))
+                .ok_or_else(|| Refusal::UnknownUpstream(name.clone()))?,
+        };
+        Ok(Resolved {
+            upstream,
+            subset: reference.subset.map(Into::into),
+            label: name.clone(),
+        })
+    }
+
+    /// Send the request to the upstream the route or a filter chose: the endpoint its
+    /// balancer picks, again on another one when a try fails in a way the retry policy
+    /// covers, the budget allows and the body can be replayed; all within the request's
+    /// timeout (to the response head). Returns the response head, hop-by-hop fields removed,
+    /// and its body.
     async fn upstream(
         &mut self,
         head: RequestHead,
         body: ProxyBody,
-    ) -> Result<(ResponseHead, Incoming, &'a Arc<Upstream>), Early> {
-        let route: &'a Route = self.route;
-        let table: &'a RouteTable = self.table;
-        let upstream = match &self.directives.upstream {
-            Some(name) if **name != *route.upstream.name => match table.upstreams.get(&**name) {
-                Some(chosen) => chosen,
-                None => return Err(Refusal::UnknownUpstream(name.clone()).into()),
-            },
-            _ => &route.upstream,
+    ) -> Result<(ResponseHead, Incoming, Arc<Upstream>), Early> {
+        let chosen = self.chosen.take().unwrap_or(Err(Refusal::NoRoute));
+        let Resolved {
+            upstream, subset, ..
+        } = match &self.directives.upstream {
+            Some(name) if chosen.as_ref().is_ok_and(|c| c.label != *name) || chosen.is_err() => {
+                self.resolve(name)?
+            }
+            _ => chosen?,
         };
+        let route: &'a Route = self.route;
         let timeout = route.timeout.unwrap_or(upstream.timeout);
-        let request = upstream_request(head, body, &self.info, upstream)?;
-        let downstream_version = request.version();
-        let response =
-            match tokio::time::timeout(timeout, upstream.send(request, downstream_version)).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.admitted = Some(upstream.admit()?);
+        let retry = match &route.retries {
+            Some((policy, budget)) => Some((policy, &**budget)),
+            None => upstream
+                .policy
+                .retries
+                .as_ref()
+                .zip(upstream.budget.as_ref()),
+        }
+        .filter(|(policy, _)| policy.attempts > 0);
+        let request = upstream_request(head, body, &self.info, &upstream)?;
+        let h2 = upstream.uses_h2(request.version());
+        let hash = upstream.hash(request.headers());
+        let (mut parts, body) = request.into_parts();
+        let limits = &self.listener.limits;
+
+        // With retries, keep the body (when it is small enough) to send it again.
+        let (mut once, replay) = match retry {
+            None => (Some(body), None),
+            Some((policy, budget)) => {
+                budget.deposit();
+                match body::keep_for_replay(body, policy.max_replay_body).await {
+                    Ok(Replay::Once(body)) => (Some(body), None),
+                    Ok(kept) => (None, Some(kept)),
+                    Err(e) if body::is_too_large(&*e) => {
+                        return Err(Refusal::BodyTooLarge {
+                            limit: limits.max_request_body_bytes,
+                        }
+                        .into());
+                    }
+                    Err(e) => {
+                        return Err(Refusal::ClientBody {
+                            detail: Some(e.to_string()),
+                        }
+                        .into());
+                    }
+                }
+            }
+        };
+
+        let mut retries = 0u32;
+        let mut failed_on: Option<Arc<Endpoint>> = None;
+        loop {
+            let endpoint = upstream.pick(subset.as_deref(), hash, failed_on.as_ref())?;
+            let body = match (once.take(), &replay) {
+                (Some(body), _) => body,
+                (None, Some(replay)) => replay.copy().unwrap_or_else(|| body::full(Bytes::new())),
+                (None, None) => body::full(Bytes::new()),
+            };
+            // A try that cannot be followed by another takes the head; others send a copy.
+            let last_try = retry.is_none_or(|(policy, _)| retries >= policy.attempts);
+            let this_try = if last_try {
+                std::mem::replace(&mut parts, Request::new(()).into_parts().0)
+            } else {
+                parts.clone()
+            };
+            let mut request = Request::from_parts(this_try, body);
+            if let Some((policy, _)) = retry
+                && policy.attempt_count_header
+            {
+                request.headers_mut().insert(
+                    weft_traffic::policy::ATTEMPT_COUNT_HEADER,
+                    http::HeaderValue::from(retries + 1),
+                );
+            }
+            let per_try = retry.and_then(|(p, _)| p.per_try_timeout);
+            let try_deadline = per_try.map_or(deadline, |t| {
+                (tokio::time::Instant::now() + t).min(deadline)
+            });
+            let started = Instant::now();
+            let outstanding = endpoint.state.start();
+            let result =
+                tokio::time::timeout_at(try_deadline, upstream.send(&endpoint, request, h2)).await;
+            drop(outstanding);
+            let latency = started.elapsed();
+
+            // How the try went: for the endpoint's record, and whether to try again.
+            let (outcome, reason) = match &result {
+                Err(_) => (Some(TryOutcome::Gateway), Some(RetryReason::Timeout)),
+                Ok(Err(e)) => match upstream::classify(e) {
+                    TryFailure::Connect => {
+                        (Some(TryOutcome::Gateway), Some(RetryReason::ConnectFailure))
+                    }
+                    TryFailure::Reset => (Some(TryOutcome::Gateway), Some(RetryReason::Reset)),
+                    TryFailure::Overflow(..) | TryFailure::Client => (None, None),
+                },
+                Ok(Ok(response)) => {
+                    let status = response.status().as_u16();
+                    let outcome = if status >= 500 {
+                        TryOutcome::ServerError
+                    } else {
+                        TryOutcome::Success
+                    };
+                    let reason = retry.and_then(|(p, _)| {
+                        if p.on.status(status) {
+                            Some(RetryReason::Status)
+                        } else if grpc_status(response.headers())
+                            .is_some_and(|c| p.on.grpc_status(c))
+                        {
+                            Some(RetryReason::Grpc)
+                        } else {
+                            None
+                        }
+                    });
+                    (Some(outcome), reason)
+                }
+            };
+            if let Some(outcome) = outcome {
+                upstream.record(&endpoint, outcome, latency);
+            }
+            let retryable = match (retry, reason) {
+                (Some((policy, _)), Some(reason)) => match reason {
+                    RetryReason::ConnectFailure => policy.on.connect_failure,
+                    RetryReason::Reset => policy.on.reset,
+                    // A try's own timeout is retried; the request's is the end.
+                    RetryReason::Timeout => per_try.is_some() && try_deadline < deadline,
+                    RetryReason::Status | RetryReason::Grpc => true,
+                },
+                _ => false,
+            };
+            if let (true, Some((policy, budget))) = (retryable, retry)
+                && retries < policy.attempts
+            {
+                let reason = reason.unwrap_or(RetryReason::Reset);
+                if replay.is_none() {
+                    upstream.metrics.skipped(RetrySkipped::Body);
+                } else if !budget.withdraw() {
+                    upstream.metrics.skipped(RetrySkipped::Budget);
+                } else {
+                    retries += 1;
+                    let pause = weft_traffic::budget::backoff(policy, retries);
+                    if tokio::time::Instant::now() + pause < deadline {
+                        upstream.metrics.retried(reason);
+                        tracing::debug!(upstream = &*upstream.name, endpoint = &*endpoint.address,
+                            retry = retries, reason = ?reason, "retrying");
+                        tokio::time::sleep(pause).await;
+                        failed_on = Some(endpoint);
+                        continue;
+                    }
+                }
+            }
+            let response = match result {
                 Err(_) => {
                     return Err(Refusal::UpstreamTimeout {
                         upstream: upstream.name.clone(),
-                        timeout,
+                        timeout: match per_try {
+                            Some(t) if try_deadline < deadline => t,
+                            _ => timeout,
+                        },
                     }
                     .into());
                 }
-                Ok(Err(e)) => {
-                    return Err(upstream::refusal(&upstream.name, &e, &self.listener.limits).into());
-                }
+                Ok(Err(e)) => return Err(upstream::refusal(&upstream, &e, limits).into()),
                 Ok(Ok(r)) => r,
             };
-        let (parts, upstream_body) = response.into_parts();
-        let mut rhead = ResponseHead {
-            status: parts.status,
-            version: parts.version,
-            headers: parts.headers,
-        };
-        hop::strip(&mut rhead.headers, false);
-        Ok((rhead, upstream_body, upstream))
+            let (parts, upstream_body) = response.into_parts();
+            let mut rhead = ResponseHead {
+                status: parts.status,
+                version: parts.version,
+                headers: parts.headers,
+            };
+            hop::strip(&mut rhead.headers, false);
+            return Ok((rhead, upstream_body, upstream));
+        }
     }
 
     /// The response hooks, over the response head and, when a filter wants it buffered, the
@@ -367,6 +551,81 @@ impl<'a> Exchange<'a> {
             .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         Ok(finish(rhead, body::with_trailers(bytes, trailers)))
     }
+}
+
+/// The upstream a request goes to, and how filters see it.
+#[derive(Debug)]
+struct Resolved {
+    upstream: Arc<Upstream>,
+    subset: Option<Arc<str>>,
+    label: Arc<str>,
+}
+
+/// Where the route sends this request: its upstream, a pick of its split, or the service its
+/// authority names. The label is what filters see as the upstream; a failure is kept for
+/// the upstream step, so that filters run first (and may choose another upstream).
+fn choose(
+    target: &Target,
+    head: &RequestHead,
+    services: Option<&Registry>,
+) -> (Option<Arc<str>>, Result<Resolved, Refusal>) {
+    let of_choice = |choice: &Choice| {
+        let upstream = match &choice.upstream {
+            Some(upstream) => Some(upstream.clone()),
+            None => services.and_then(|s| s.by_name(&choice.reference)),
+        };
+        let resolved = upstream
+            .map(|upstream| Resolved {
+                upstream,
+                subset: choice.reference.subset.as_deref().map(Into::into),
+                label: choice.label.clone(),
+            })
+            .ok_or_else(|| Refusal::UnknownUpstream(choice.label.clone()));
+        (Some(choice.label.clone()), resolved)
+    };
+    match target {
+        Target::One(choice) => of_choice(choice),
+        Target::Split {
+            choices,
+            cumulative,
+        } => {
+            let total = cumulative.last().copied().unwrap_or(1).max(1);
+            let r = u32::try_from(getrandom::u64().unwrap_or(0) % u64::from(total)).unwrap_or(0);
+            let i = cumulative
+                .partition_point(|c| *c <= r)
+                .min(choices.len() - 1);
+            of_choice(&choices[i])
+        }
+        Target::ByAuthority => {
+            let resolved = match (services, head.authority()) {
+                (Some(services), Some(authority)) => services.by_authority(authority),
+                (None, _) => Err(Refusal::UnknownService {
+                    authority: head.authority().unwrap_or_default().to_owned(),
+                    detail: "this proxy has no control plane to discover services from".to_owned(),
+                }),
+                (Some(_), None) => Err(Refusal::UnknownService {
+                    authority: String::new(),
+                    detail: "the request has no authority (Host) to route by".to_owned(),
+                }),
+            };
+            match resolved {
+                Ok(upstream) => (
+                    Some(upstream.name.clone()),
+                    Ok(Resolved {
+                        label: upstream.name.clone(),
+                        upstream,
+                        subset: None,
+                    }),
+                ),
+                Err(refusal) => (None, Err(refusal)),
+            }
+        }
+    }
+}
+
+/// A trailers-only gRPC response's status code.
+fn grpc_status(headers: &HeaderMap) -> Option<u32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 /// Append every value of `from` to `to`, keeping what `to` has (`HeaderMap::extend` would

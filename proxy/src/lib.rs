@@ -34,6 +34,7 @@ pub(crate) mod body;
 mod build;
 mod chain;
 mod control;
+mod discovery;
 mod exchange;
 mod identity;
 mod lifecycle;

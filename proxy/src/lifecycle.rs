@@ -16,6 +16,7 @@ use weft_runtime::LoadError;
 
 use crate::build::{Builder, Used};
 use crate::config::{Config, ConfigError, InboundTls};
+use crate::discovery::Registry;
 use crate::identity::Identity;
 use crate::mesh::{Handshakes, Inbound};
 use crate::metrics::Metrics;
@@ -76,6 +77,8 @@ pub struct Loaded {
     reloader: Arc<Reloader>,
     /// The workload identity, when the config asks for one.
     identity: Option<Identity>,
+    /// Services discovered from the control plane, when there is one.
+    services: Option<Arc<Registry>>,
 }
 
 impl Loaded {
@@ -116,6 +119,19 @@ impl Proxy {
         let dynamic = restored.as_ref().map_or(&[][..], |(d, _)| d.as_slice());
         let tables = builder.tables(config, dynamic, &mut used)?;
         builder.commit(used);
+        let services = config
+            .control_plane
+            .as_ref()
+            .zip(config.discovery.as_ref())
+            .map(|(cp, discovery)| {
+                Arc::new(Registry::new(
+                    cp.namespace.clone(),
+                    discovery.clone(),
+                    mesh.clone(),
+                    Handshakes::new(&metrics, "outbound"),
+                    metrics.clone(),
+                ))
+            });
         let listeners: Vec<_> = config
             .listeners
             .iter()
@@ -132,6 +148,7 @@ impl Proxy {
                     unmatched: metrics.route(&l.name, "none", "none"),
                     connections: metrics.connections(&l.name, &CloseReason::LABELS),
                     table: ArcSwap::from_pointee(table),
+                    services: services.clone(),
                 };
                 (Arc::new(state), l.address)
             })
@@ -149,6 +166,7 @@ impl Proxy {
             metrics,
             reloader,
             identity: config.identity.as_ref().map(|_| Identity::new(mesh)),
+            services,
         })
     }
 
@@ -226,6 +244,7 @@ impl Proxy {
             tasks.spawn(control::run(
                 loaded.reloader.clone(),
                 cp,
+                loaded.services.clone(),
                 loaded.identity.clone(),
                 shutdown.subscribe(),
             ));

@@ -41,6 +41,99 @@ pub struct Metrics {
     tls_handshakes: Family<HandshakeLabels, Counter>,
     identity_renewals: Family<ResultLabels, Counter>,
     identity_expiry: CertificateExpiry,
+    upstream_retries: Family<UpstreamReasonLabels, Counter>,
+    upstream_retries_skipped: Family<UpstreamReasonLabels, Counter>,
+    upstream_overflow: Family<UpstreamLimitLabels, Counter>,
+    upstream_ejections: Family<UpstreamLabels, Counter>,
+    discovery_services: Gauge,
+    discovery_version: Gauge,
+}
+
+/// Labels of per-upstream counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+/// Labels of `weft_upstream_retries_total` and `weft_upstream_retries_skipped_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamReasonLabels {
+    upstream: String,
+    reason: &'static str,
+}
+
+/// Labels of `weft_upstream_overflow_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLimitLabels {
+    upstream: String,
+    limit: &'static str,
+}
+
+/// Why a request was retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryReason {
+    ConnectFailure,
+    Reset,
+    Timeout,
+    Status,
+    Grpc,
+}
+
+impl RetryReason {
+    const ALL: [RetryReason; 5] = [
+        RetryReason::ConnectFailure,
+        RetryReason::Reset,
+        RetryReason::Timeout,
+        RetryReason::Status,
+        RetryReason::Grpc,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::ConnectFailure => "connect_failure",
+            RetryReason::Reset => "reset",
+            RetryReason::Timeout => "timeout",
+            RetryReason::Status => "status",
+            RetryReason::Grpc => "grpc",
+        }
+    }
+}
+
+/// Why a retryable failure was not retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetrySkipped {
+    /// The retry budget was spent.
+    Budget,
+    /// The request body could not be replayed (over `max_replay_body`).
+    Body,
+}
+
+/// One upstream's counters, resolved once so the request path never takes the registry's
+/// lock.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamMetrics {
+    retries: [Counter; 5],
+    skipped: [Counter; 2],
+    overflow: [Counter; 3],
+    ejections: Counter,
+}
+
+impl UpstreamMetrics {
+    pub(crate) fn retried(&self, reason: RetryReason) {
+        self.retries[reason as usize].inc();
+    }
+
+    pub(crate) fn skipped(&self, why: RetrySkipped) {
+        self.skipped[why as usize].inc();
+    }
+
+    pub(crate) fn overflow(&self, kind: crate::upstream::Overflow) {
+        self.overflow[kind as usize].inc();
+    }
+
+    pub(crate) fn ejected(&self) {
+        self.ejections.inc();
+    }
 }
 
 /// Labels of `weft_tls_handshakes_total`.
@@ -196,6 +289,42 @@ impl Metrics {
             "Seconds until the workload certificate in use expires (negative: none, or expired)",
             identity_expiry.clone(),
         );
+        let upstream_retries = Family::<UpstreamReasonLabels, Counter>::default();
+        registry.register(
+            "upstream_retries",
+            "Retries sent, by upstream and reason (connect_failure, reset, timeout, status, grpc)",
+            upstream_retries.clone(),
+        );
+        let upstream_retries_skipped = Family::<UpstreamReasonLabels, Counter>::default();
+        registry.register(
+            "upstream_retries_skipped",
+            "Retryable failures not retried, by upstream and reason (budget: the retry budget was spent; body: the request body was over max_replay_body)",
+            upstream_retries_skipped.clone(),
+        );
+        let upstream_overflow = Family::<UpstreamLimitLabels, Counter>::default();
+        registry.register(
+            "upstream_overflow",
+            "Requests refused with 503 by an upstream's circuit breaker, by upstream and limit (max_connections, max_pending_requests, max_requests)",
+            upstream_overflow.clone(),
+        );
+        let upstream_ejections = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_ejections",
+            "Endpoints ejected by outlier detection, by upstream",
+            upstream_ejections.clone(),
+        );
+        let discovery_services = Gauge::default();
+        registry.register(
+            "discovery_services",
+            "Services known from the control plane",
+            discovery_services.clone(),
+        );
+        let discovery_version = Gauge::default();
+        registry.register(
+            "discovery_version",
+            "The discovery update version being served (0: none)",
+            discovery_version.clone(),
+        );
         let registry = Arc::new(Mutex::new(registry));
         let filters = Arc::new(FilterMetrics::register(&registry));
         Self {
@@ -211,7 +340,84 @@ impl Metrics {
             tls_handshakes,
             identity_renewals,
             identity_expiry,
+            upstream_retries,
+            upstream_retries_skipped,
+            upstream_overflow,
+            upstream_ejections,
+            discovery_services,
+            discovery_version,
         }
+    }
+
+    /// The counters of upstream `name`.
+    pub(crate) fn upstream(&self, name: &str) -> UpstreamMetrics {
+        let reason = |family: &Family<UpstreamReasonLabels, Counter>, reason: &'static str| {
+            family
+                .get_or_create(&UpstreamReasonLabels {
+                    upstream: name.to_owned(),
+                    reason,
+                })
+                .clone()
+        };
+        let limit = |limit: &'static str| {
+            self.upstream_overflow
+                .get_or_create(&UpstreamLimitLabels {
+                    upstream: name.to_owned(),
+                    limit,
+                })
+                .clone()
+        };
+        UpstreamMetrics {
+            retries: RetryReason::ALL.map(|r| reason(&self.upstream_retries, r.as_str())),
+            skipped: [
+                reason(&self.upstream_retries_skipped, "budget"),
+                reason(&self.upstream_retries_skipped, "body"),
+            ],
+            overflow: [
+                limit("max_connections"),
+                limit("max_pending_requests"),
+                limit("max_requests"),
+            ],
+            ejections: self
+                .upstream_ejections
+                .get_or_create(&UpstreamLabels {
+                    upstream: name.to_owned(),
+                })
+                .clone(),
+        }
+    }
+
+    /// Drops the `weft_upstream_*` series of upstream `name` (a discovered service's port
+    /// that is gone), so that services coming and going do not grow `/metrics` forever.
+    /// Handles still held by requests in flight count into nothing.
+    pub(crate) fn forget_upstream(&self, name: &str) {
+        let upstream = name.to_owned();
+        for reason in RetryReason::ALL.map(RetryReason::as_str) {
+            self.upstream_retries.remove(&UpstreamReasonLabels {
+                upstream: upstream.clone(),
+                reason,
+            });
+        }
+        for reason in ["budget", "body"] {
+            self.upstream_retries_skipped.remove(&UpstreamReasonLabels {
+                upstream: upstream.clone(),
+                reason,
+            });
+        }
+        for limit in ["max_connections", "max_pending_requests", "max_requests"] {
+            self.upstream_overflow.remove(&UpstreamLimitLabels {
+                upstream: upstream.clone(),
+                limit,
+            });
+        }
+        self.upstream_ejections.remove(&UpstreamLabels { upstream });
+    }
+
+    pub(crate) fn set_discovery(&self, version: u64, services: usize) {
+        self.discovery_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.discovery_services
+            .set(i64::try_from(services).unwrap_or(i64::MAX));
     }
 
     /// The handshake counter for `side` (`inbound`, `outbound`) and `result`.

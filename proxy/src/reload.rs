@@ -218,6 +218,9 @@ fn needs_restart(old: &Config, new: &Config) -> Result<(), String> {
     if old.control_plane != new.control_plane {
         changed.push("control_plane");
     }
+    if old.discovery != new.discovery {
+        changed.push("discovery");
+    }
     if changed.is_empty() {
         Ok(())
     } else {

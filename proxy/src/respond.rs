@@ -74,6 +74,24 @@ pub(crate) enum Refusal {
     UpstreamBodyOverBuffer { upstream: Arc<str>, limit: u64 },
     /// The upstream's response body broke off while the proxy buffered it for a filter.
     UpstreamBody { upstream: Arc<str>, detail: String },
+    /// Over one of the upstream's circuit-breaker limits.
+    Overflow {
+        upstream: Arc<str>,
+        limit: &'static str,
+        value: u32,
+    },
+    /// A route or filter named a subset the upstream does not define.
+    UnknownSubset {
+        upstream: Arc<str>,
+        subset: Arc<str>,
+    },
+    /// The upstream (or the subset) has no endpoints now.
+    NoEndpoints {
+        upstream: Arc<str>,
+        subset: Option<Arc<str>>,
+    },
+    /// The request's authority names no discovered service (or no port of it).
+    UnknownService { authority: String, detail: String },
 }
 
 impl Refusal {
@@ -87,6 +105,10 @@ impl Refusal {
             | Refusal::ClientBody { .. }
             | Refusal::InvalidAuthority(_) => Source::Downstream,
             Refusal::FilterFailed(_) | Refusal::UnknownUpstream(_) => Source::Filter,
+            Refusal::UnknownService { .. } => Source::Downstream,
+            Refusal::Overflow { .. }
+            | Refusal::UnknownSubset { .. }
+            | Refusal::NoEndpoints { .. } => Source::Upstream,
             Refusal::UpstreamTimeout { .. }
             | Refusal::UpstreamConnect { .. }
             | Refusal::UpstreamFailed { .. }
@@ -110,9 +132,12 @@ impl Refusal {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Refusal::FilterFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Refusal::UnknownUpstream(_) | Refusal::UpstreamConnect { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Refusal::UnknownUpstream(_)
+            | Refusal::UpstreamConnect { .. }
+            | Refusal::Overflow { .. }
+            | Refusal::UnknownSubset { .. }
+            | Refusal::NoEndpoints { .. }
+            | Refusal::UnknownService { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Refusal::UpstreamFailed { .. }
             | Refusal::UpstreamBodyOverBuffer { .. }
@@ -162,6 +187,27 @@ impl Refusal {
             ),
             Refusal::UpstreamBody { upstream, detail } => {
                 format!("upstream \"{upstream}\" failed while sending its body: {detail}")
+            }
+            Refusal::Overflow {
+                upstream,
+                limit,
+                value,
+            } => format!(
+                "upstream \"{upstream}\" is over its circuit breaker's {limit} limit ({value})"
+            ),
+            Refusal::UnknownSubset { upstream, subset } => {
+                format!("upstream \"{upstream}\" has no subset \"{subset}\"")
+            }
+            Refusal::NoEndpoints {
+                upstream,
+                subset: None,
+            } => format!("upstream \"{upstream}\" has no endpoints"),
+            Refusal::NoEndpoints {
+                upstream,
+                subset: Some(subset),
+            } => format!("subset \"{subset}\" of upstream \"{upstream}\" has no endpoints"),
+            Refusal::UnknownService { authority, detail } => {
+                format!("no service for authority {authority:?}: {detail}")
             }
         }
     }

@@ -11,10 +11,15 @@ use weft_runtime::RequestHead;
 
 use crate::build::RouteTable;
 use crate::chain::Chain;
-use crate::config::{Direction, HeaderRule, Limits, PathMatch, PathNormalization, RouteMatch};
+use crate::config::{
+    Direction, HeaderRule, Limits, PathMatch, PathNormalization, RetryPolicy, RouteMatch,
+    UpstreamRef,
+};
+use crate::discovery::Registry;
 use crate::mesh::Inbound;
 use crate::metrics::{ConnectionMetrics, RouteMetrics};
 use crate::upstream::Upstream;
+use weft_traffic::budget::Budget;
 
 /// A listener: what is fixed while it runs, and its routes, swapped whole on a reload.
 #[derive(Debug)]
@@ -33,6 +38,8 @@ pub(crate) struct ListenerState {
     pub(crate) connections: ConnectionMetrics,
     /// The routes and their chains. Each request loads it once and keeps that version.
     pub(crate) table: ArcSwap<RouteTable>,
+    /// Services discovered from the control plane (none without one).
+    pub(crate) services: Option<Arc<Registry>>,
 }
 
 /// One route: how to match, where to send, which filters run.
@@ -40,9 +47,12 @@ pub(crate) struct ListenerState {
 pub(crate) struct Route {
     pub(crate) name: Arc<str>,
     pub(crate) matcher: RouteMatch,
-    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) target: Target,
     /// The route's own timeout; without one, the upstream's applies.
     pub(crate) timeout: Option<Duration>,
+    /// The route's own retry policy; without one, the upstream's applies. Its budget is the
+    /// route's.
+    pub(crate) retries: Option<(RetryPolicy, Arc<Budget>)>,
     pub(crate) chain: Chain,
     pub(crate) metrics: RouteMetrics,
 }
@@ -64,6 +74,40 @@ impl Route {
                     HeaderRule::Prefix(v) => values.any(|x| x.as_bytes().starts_with(v.as_bytes())),
                 }
             })
+    }
+}
+
+/// Where a route sends requests.
+#[derive(Debug)]
+pub(crate) enum Target {
+    One(Choice),
+    /// Weighted: `cumulative[i]` is the sum of the weights up to and including choice `i`.
+    Split {
+        choices: Vec<Choice>,
+        cumulative: Vec<u32>,
+    },
+    /// The discovered service the request's authority names.
+    ByAuthority,
+}
+
+/// One upstream a route may send to.
+#[derive(Debug)]
+pub(crate) struct Choice {
+    /// As filters see it (`name` or `name@subset`).
+    pub(crate) label: Arc<str>,
+    /// A configured upstream; none: a discovered service, looked up per request.
+    pub(crate) upstream: Option<Arc<Upstream>>,
+    pub(crate) reference: UpstreamRef,
+}
+
+impl Target {
+    /// The label of route metrics.
+    pub(crate) fn metrics_label(&self) -> &str {
+        match self {
+            Target::One(choice) => &choice.label,
+            Target::Split { .. } => "split",
+            Target::ByAuthority => "by_authority",
+        }
     }
 }
 

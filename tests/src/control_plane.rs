@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use weft_controlplane::identity::Issuer;
 use weft_controlplane::server::{self, ServerHandle};
 use weft_controlplane::source::dir::DirSource;
+use weft_controlplane::source::kubernetes::{KubernetesOptions, KubernetesSource};
 use weft_controlplane::tls::TlsConfig;
 use weft_controlplane::{ControlPlane, DEFAULT_ROOT_NAMESPACE, ProxyStatus};
 
@@ -22,6 +23,7 @@ pub struct TestControlPlane {
     pub control_plane: ControlPlane,
     server: Option<ServerHandle>,
     source: Option<DirSource>,
+    kubernetes: Option<KubernetesSource>,
     dir: TempDir,
 }
 
@@ -96,8 +98,66 @@ impl TestControlPlane {
             control_plane,
             server: Some(server),
             source,
+            kubernetes: None,
             dir,
         })
+    }
+
+    /// Starts the server on `127.0.0.1:0` (TLS if given) fed by the Kubernetes source
+    /// watching `api` (a [`FakeApiServer`](crate::kube_fake::FakeApiServer)'s client, or a
+    /// real cluster's): `WasmFilter`s, and `Service`s with their `EndpointSlice`s.
+    pub async fn start_kubernetes(
+        client: kube::Client,
+        tls: Option<&TlsConfig>,
+    ) -> anyhow::Result<Self> {
+        let mut cp = Self::start_with_dir("127.0.0.1:0".parse()?, tls, None).await?;
+        let options = KubernetesOptions {
+            retry: Duration::from_millis(200),
+            status_delay: Duration::from_millis(20),
+            ..KubernetesOptions::default()
+        };
+        cp.kubernetes = Some(
+            KubernetesSource::start(client, cp.control_plane.clone(), options)
+                .context("starting the Kubernetes source")?,
+        );
+        Ok(cp)
+    }
+
+    /// Waits (up to `limit`) until the services catalog has a version above `after`;
+    /// returns it.
+    pub async fn wait_for_services_version(
+        &self,
+        after: u64,
+        limit: Duration,
+    ) -> anyhow::Result<u64> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let version = self.control_plane.services_version();
+            if version > after {
+                return Ok(version);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("services version still {version} after {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until `done` holds of the control plane (what a source published shows in it).
+    pub async fn wait_until(
+        &self,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&ControlPlane) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done(&self.control_plane) {
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("{what}: not within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 
     /// Where proxies connect.
@@ -176,6 +236,7 @@ impl TestControlPlane {
     /// Stops the gRPC server (the control plane "crashes"); the directory stays.
     pub async fn stop(&mut self) {
         self.source = None;
+        self.kubernetes = None;
         if let Some(server) = self.server.take() {
             server.shutdown().await;
         }

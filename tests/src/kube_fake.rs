@@ -4,7 +4,8 @@
 //!
 //! What it implements:
 //! - Resources `wasmfilters.weft.dev/v1alpha1` (namespaced, `/status` subresource,
-//!   generation), `configmaps`, `secrets`, `namespaces`, `events` (core and `events.k8s.io`),
+//!   generation), `configmaps`, `secrets`, `services` and `pods` (`/status` subresource),
+//!   `endpointslices.discovery.k8s.io/v1`, `namespaces`, `events` (core and `events.k8s.io`),
 //!   `leases` and `customresourcedefinitions`, under `/api/v1/...` and
 //!   `/apis/{group}/{version}/...`: collections cluster-wide and per namespace, objects, and
 //!   `/status`. `default`, `kube-system`, `kube-public` and `kube-node-lease` exist from the

@@ -7,12 +7,14 @@
 pub mod bench;
 pub mod client;
 pub mod control_plane;
+pub mod discovery;
 pub mod grpc;
 pub mod guests;
 pub mod kube_fake;
 pub mod load;
 pub mod metrics;
 pub mod proxy;
+pub mod scripted;
 pub mod upstream;
 
 pub use client::{
@@ -20,10 +22,13 @@ pub use client::{
     h2c_client, http1_client, next_chunk, post_with, request, send, send_h2c_direct,
 };
 pub use grpc::{EchoClient, EchoReply, EchoRequest, EchoService, echo_client};
-pub use metrics::{Scrape, scrape};
+pub use metrics::{Scrape, metric, scrape};
 pub use proxy::{
     CONFIG_FILE, SingleThreadProxy, TestProxy, error_chain, proxy_config_error, proxy_start_error,
     start_proxy, startup_error,
+};
+pub use scripted::{
+    Behaviour, HEALTH_PATH, ScriptedUpstream, UPSTREAM_HEADER, one_upstream_config, tally, wait_for,
 };
 pub use upstream::{GarbageUpstream, Seen, SilentUpstream, Upstream, closed_addr};
 /// The filter harness, as filter authors use it.

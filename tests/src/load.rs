@@ -306,7 +306,7 @@ async fn exchange(sender: &mut SendRequest<Empty<Bytes>>, target: &Target) -> an
 /// on its own thread (a current-thread runtime) so it runs where that thread is pinned.
 #[derive(Debug)]
 pub struct BytesUpstream {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -314,9 +314,22 @@ pub struct BytesUpstream {
 impl BytesUpstream {
     /// Starts it on `127.0.0.1:0`.
     pub fn start(body_len: usize) -> anyhow::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+        Self::start_many(1, body_len)
+    }
+
+    /// Starts it on `listeners` ports of `127.0.0.1`, all served by the one thread: several
+    /// endpoints for a balancer that cost the machine what one upstream costs.
+    pub fn start_many(listeners: usize, body_len: usize) -> anyhow::Result<Self> {
+        let mut bound = Vec::with_capacity(listeners);
+        for _ in 0..listeners.max(1) {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listener.set_nonblocking(true)?;
+            bound.push(listener);
+        }
+        let addrs = bound
+            .iter()
+            .map(std::net::TcpListener::local_addr)
+            .collect::<std::io::Result<Vec<_>>>()?;
         let body = Bytes::from(vec![b'x'; body_len]);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -326,43 +339,54 @@ impl BytesUpstream {
             .name("upstream".into())
             .spawn(move || {
                 rt.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    let accept = async {
-                        while let Ok((stream, _)) = listener.accept().await {
-                            let _ = stream.set_nodelay(true);
-                            let body = body.clone();
-                            let service = hyper::service::service_fn(move |_request| {
-                                let body = body.clone();
-                                async move {
-                                    Ok::<_, std::convert::Infallible>(http::Response::new(
-                                        http_body_util::Full::new(body),
-                                    ))
-                                }
-                            });
-                            tokio::spawn(
-                                hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), service),
-                            );
-                        }
-                    };
+                    let mut accepting = tokio::task::JoinSet::new();
+                    for listener in bound {
+                        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                            return;
+                        };
+                        accepting.spawn(serve_bytes(listener, body.clone()));
+                    }
                     tokio::select! {
-                        () = accept => {}
+                        _ = accepting.join_next() => {}
                         _ = stopped => {}
                     }
                 });
             })?;
         Ok(Self {
-            addr,
+            addrs,
             stop: Some(stop),
             thread: Some(thread),
         })
     }
 
-    /// Where it listens.
+    /// Where it listens (the first address, with [`start_many`](Self::start_many)).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every address it listens on.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+}
+
+/// Answers every request on connections from `listener` with `body`.
+async fn serve_bytes(listener: tokio::net::TcpListener, body: Bytes) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        let body = body.clone();
+        let service = hyper::service::service_fn(move |_request| {
+            let body = body.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    body,
+                )))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service),
+        );
     }
 }
 

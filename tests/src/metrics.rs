@@ -16,3 +16,13 @@ pub async fn scrape(admin: SocketAddr) -> anyhow::Result<Scrape> {
     );
     Ok(Scrape { text: reply.text() })
 }
+
+/// The value of metric `name` with `labels` (summed over other labels) at the proxy's admin
+/// address `admin`; `None` when no sample matches.
+pub async fn metric(
+    admin: SocketAddr,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> anyhow::Result<Option<f64>> {
+    Ok(scrape(admin).await?.value(name, labels))
+}

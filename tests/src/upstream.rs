@@ -294,7 +294,7 @@ fn full(body: String) -> ResBody {
 
 /// Accepts connections on `listener` until the returned task is aborted, handing each to its
 /// own task.
-fn spawn_accept<F, Fut>(listener: TcpListener, on_connection: F) -> JoinHandle<()>
+pub(crate) fn spawn_accept<F, Fut>(listener: TcpListener, on_connection: F) -> JoinHandle<()>
 where
     F: Fn(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,

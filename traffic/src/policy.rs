@@ -21,6 +21,7 @@
 //!   backoff: {base: 25ms, max: 250ms}
 //!   max_replay_body: 64KiB   # a request body over this is not retried
 //!   budget: {ratio: 0.2, min_per_second: 10, ttl: 10s}
+//!   attempt_count_header: false   # true: each try carries `x-weft-attempt-count: <n>` (1, 2, …)
 //! circuit_breaker: {max_connections: 1024, max_pending_requests: 1024, max_requests: 1024}
 //! outlier_detection: {consecutive_failures: 5, base_ejection_time: 30s, max_ejection_time: 5m, max_ejection_percent: 10}
 //! health_check: {path: /healthz, interval: 5s, timeout: 1s, unhealthy_threshold: 3, healthy_threshold: 2}
@@ -94,7 +95,13 @@ pub struct RetryPolicy {
     /// A request whose body is larger than this (or still streaming past it) is not retried.
     pub max_replay_body: u64,
     pub budget: BudgetConfig,
+    /// Whether each try carries [`ATTEMPT_COUNT_HEADER`] (Envoy's `x-envoy-attempt-count`);
+    /// off by default: retries are accounted in metrics, not in headers.
+    pub attempt_count_header: bool,
 }
+
+/// The request header that numbers a try (1 for the first), when a retry policy asks for it.
+pub const ATTEMPT_COUNT_HEADER: &str = "x-weft-attempt-count";
 
 /// What counts as retryable.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -291,7 +298,7 @@ pub struct RawHashOn {
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a retry policy: a mapping with `attempts`, `per_try_timeout`, `on`, `grpc_on`, `backoff`, `max_replay_body` and/or `budget`"
+    expecting = "a retry policy: a mapping with `attempts`, `per_try_timeout`, `on`, `grpc_on`, `backoff`, `max_replay_body`, `budget` and/or `attempt_count_header`"
 )]
 pub struct RawRetries {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -316,6 +323,12 @@ pub struct RawRetries {
     pub max_replay_body: Option<Scalar>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<RawBudget>,
+    #[serde(
+        default,
+        alias = "attemptCountHeader",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub attempt_count_header: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -752,6 +765,7 @@ impl Checker<'_, '_> {
             backoff_max,
             max_replay_body,
             budget,
+            attempt_count_header: raw.attempt_count_header.unwrap_or(false),
         })
     }
 

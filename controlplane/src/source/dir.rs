@@ -1,5 +1,7 @@
 //! The directory source: one `WasmFilter` definition per `*.yaml`/`*.yml` file in a directory,
-//! with module files next to them (or in subdirectories), watched for changes.
+//! with module files next to them (or in subdirectories), watched for changes. Files with
+//! `kind: Service` define services instead ([`crate::service`]); they are published to the
+//! services catalog, apart from the filters, so a changed endpoint resends no filter.
 //!
 //! **Bad input loses nothing.** A file that fails to parse or check, or whose module is
 //! missing or does not match its `sha256`, keeps its filter's last good definition in the
@@ -24,9 +26,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use weft_yaml::error_at;
 
+use weft_api::v1;
+
 use crate::catalog::{Catalog, CatalogFilter, SourceError};
 use crate::control_plane::lock;
 use crate::definition::{ParsedDefinition, parse_file};
+use crate::service::{is_service, parse_service_file};
+use crate::services::{ServiceMap, service_key};
 use crate::{ControlPlane, Error};
 
 /// How long to wait after a change for more changes (an editor's save is often several
@@ -147,6 +153,13 @@ impl Good {
     }
 }
 
+/// A service file that was good: its text (unchanged text is not parsed again) and service.
+#[derive(Debug, Clone)]
+struct GoodService {
+    src: String,
+    service: Arc<v1::Service>,
+}
+
 /// The source's memory between scans.
 #[derive(Debug)]
 struct Scanner {
@@ -154,6 +167,10 @@ struct Scanner {
     control_plane: ControlPlane,
     /// The last good definition of each file present.
     files: BTreeMap<PathBuf, Good>,
+    /// The last good service of each service file present.
+    service_files: BTreeMap<PathBuf, GoodService>,
+    /// Per service `namespace/name`: the file it was last published from.
+    services_from: HashMap<String, PathBuf>,
     /// Per `namespace/name`: the fingerprint and generation last published. Kept after the
     /// filter goes, so a filter that comes back does not reuse a generation.
     generations: HashMap<String, ([u8; 32], i64)>,
@@ -171,6 +188,8 @@ impl Scanner {
             dir,
             control_plane,
             files: BTreeMap::new(),
+            service_files: BTreeMap::new(),
+            services_from: HashMap::new(),
             generations: HashMap::new(),
             published_from: HashMap::new(),
             published: None,
@@ -185,18 +204,18 @@ impl Scanner {
         let paths = self.definition_files()?;
         let mut errors = Vec::new();
         self.files.retain(|path, _| paths.contains(path));
+        self.service_files.retain(|path, _| paths.contains(path));
         for path in &paths {
-            match load(path) {
-                Ok(good) => {
-                    self.files.insert(path.clone(), good);
-                }
-                Err(message) => errors.push(SourceError {
+            if let Err(message) = self.load_file(path) {
+                errors.push(SourceError {
                     file: path.display().to_string(),
                     message,
-                }),
+                });
             }
         }
-        let winners = self.resolve_duplicates(&mut errors);
+        self.publish_services(&mut errors);
+        let keys = self.files.iter().map(|(path, good)| (path, good.key()));
+        let winners = pick_winners(keys, &self.published_from, "filter", &mut errors);
         let mut catalog = Catalog::default();
         for (key, path) in &winners {
             let Some(good) = self.files.get(path) else {
@@ -260,36 +279,60 @@ impl Scanner {
         Ok(paths)
     }
 
-    /// For every `namespace/name` defined by several files, picks the file it was last
-    /// published from (or else the first by path) and records an error for the others.
-    fn resolve_duplicates(&self, errors: &mut Vec<SourceError>) -> Vec<(String, PathBuf)> {
-        let mut by_key: BTreeMap<String, Vec<&PathBuf>> = BTreeMap::new();
-        for (path, good) in &self.files {
-            by_key.entry(good.key()).or_default().push(path);
-        }
-        let mut winners = Vec::new();
-        for (key, paths) in by_key {
-            let winner = self
-                .published_from
-                .get(&key)
-                .filter(|p| paths.contains(p))
-                .or(paths.first().copied())
-                .cloned();
-            let Some(winner) = winner else { continue };
-            for loser in paths.into_iter().filter(|p| **p != winner) {
-                errors.push(SourceError {
-                    file: loser.display().to_string(),
-                    message: format!(
-                        "{}: filter {key} is also defined in {}; each namespace/name may be \
-                         defined by one file only (this file is ignored)",
-                        loser.display(),
-                        winner.display()
-                    ),
-                });
+    /// Reads one definition file into `files` or `service_files`; a bad one keeps what the
+    /// file last defined.
+    fn load_file(&mut self, path: &Path) -> Result<(), String> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        if is_service(&src) {
+            if self
+                .service_files
+                .get(path)
+                .is_some_and(|good| good.src == src)
+            {
+                return Ok(());
             }
-            winners.push((key, winner));
+            let service = parse_service_file(&src, path).map_err(|e| e.to_string())?;
+            self.files.remove(path);
+            self.service_files.insert(
+                path.to_owned(),
+                GoodService {
+                    src,
+                    service: Arc::new(service),
+                },
+            );
+        } else {
+            let good = load(path, &src)?;
+            self.service_files.remove(path);
+            self.files.insert(path.to_owned(), good);
         }
-        winners
+        Ok(())
+    }
+
+    /// Publishes the services of the service files (the services catalog skips a publish
+    /// that changes nothing).
+    fn publish_services(&mut self, errors: &mut Vec<SourceError>) {
+        let keys = self
+            .service_files
+            .iter()
+            .map(|(path, good)| (path, service_key(&good.service)));
+        let winners = pick_winners(keys, &self.services_from, "service", errors);
+        let mut services = ServiceMap::new();
+        for (key, path) in &winners {
+            if let Some(good) = self.service_files.get(path) {
+                services.insert(key.clone(), Arc::clone(&good.service));
+            }
+        }
+        self.services_from = winners.into_iter().collect();
+        let count = services.len();
+        if self.control_plane.publish_services(services) {
+            tracing::info!(
+                dir = %self.dir.display(),
+                services = count,
+                version = self.control_plane.services_version(),
+                "publishing services"
+            );
+        }
     }
 
     /// Logs errors that are new since the last scan and hands all to the control plane.
@@ -299,7 +342,7 @@ impl Scanner {
             if !self.errors.contains(error) {
                 tracing::warn!(
                     file = %error.file,
-                    "bad filter definition (the last good one, if any, stays): {}",
+                    "bad definition (the last good one, if any, stays): {}",
                     error.message
                 );
             }
@@ -307,7 +350,7 @@ impl Scanner {
         let now: HashSet<SourceError> = errors.iter().cloned().collect();
         for fixed in self.errors.difference(&now) {
             if !now.iter().any(|e| e.file == fixed.file) {
-                tracing::info!(file = %fixed.file, "filter definition is good again");
+                tracing::info!(file = %fixed.file, "definition is good again");
             }
         }
         self.errors = now;
@@ -315,15 +358,50 @@ impl Scanner {
     }
 }
 
-/// Reads, checks and resolves one definition file. The error is a complete message, starting
-/// with the file (and line and field when known).
-fn load(path: &Path) -> Result<Good, String> {
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let parsed = parse_file(&src, path).map_err(|e| e.to_string())?;
+/// For every `namespace/name` (of a `what`: filter or service) defined by several files,
+/// picks the file it was last published from (or else the first by path) and records an
+/// error for the others.
+fn pick_winners<'a>(
+    keys: impl Iterator<Item = (&'a PathBuf, String)>,
+    published_from: &HashMap<String, PathBuf>,
+    what: &str,
+    errors: &mut Vec<SourceError>,
+) -> Vec<(String, PathBuf)> {
+    let mut by_key: BTreeMap<String, Vec<&PathBuf>> = BTreeMap::new();
+    for (path, key) in keys {
+        by_key.entry(key).or_default().push(path);
+    }
+    let mut winners = Vec::new();
+    for (key, paths) in by_key {
+        let winner = published_from
+            .get(&key)
+            .filter(|p| paths.contains(p))
+            .or(paths.first().copied())
+            .cloned();
+        let Some(winner) = winner else { continue };
+        for loser in paths.into_iter().filter(|p| **p != winner) {
+            errors.push(SourceError {
+                file: loser.display().to_string(),
+                message: format!(
+                    "{}: {what} {key} is also defined in {}; each namespace/name may be \
+                     defined by one file only (this file is ignored)",
+                    loser.display(),
+                    winner.display()
+                ),
+            });
+        }
+        winners.push((key, winner));
+    }
+    winners
+}
+
+/// Checks and resolves one definition file's text `src`. The error is a complete message,
+/// starting with the file (and line and field when known).
+fn load(path: &Path, src: &str) -> Result<Good, String> {
+    let parsed = parse_file(src, path).map_err(|e| e.to_string())?;
     let module = std::fs::read(&parsed.module_path).map_err(|e| {
         error_at(
-            &src,
+            src,
             path,
             &["spec", "module", "file"],
             format!("cannot read module {}: {e}", parsed.module_path.display()),
@@ -335,7 +413,7 @@ fn load(path: &Path) -> Result<Good, String> {
         && *declared != module_sha256
     {
         return Err(error_at(
-            &src,
+            src,
             path,
             &["spec", "sha256"],
             format!(

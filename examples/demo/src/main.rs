@@ -6,7 +6,10 @@
 //! injected fault — and a hot reload: a definition edited on disk is enforced by the proxy
 //! moments later, without a restart. Then mesh identity: the control plane issues workload
 //! certificates, the proxy reaches a second sidecar (`reviews`, strict mTLS) over mTLS, whose
-//! authz filter admits it by its SPIFFE ID, and a plaintext client is refused there.
+//! authz filter admits it by its SPIFFE ID, and a plaintext client is refused there. Last,
+//! service discovery and resilience: a `Service` file beside the filters defines `ratings`
+//! with two endpoints, one of which answers 503; the proxy, routing to the discovered service,
+//! retries on the other endpoint and ejects the failing one, and the client sees only 200s.
 //!
 //! Run with: `cargo run --release --bin weft-demo` (add `-- --once` to exit after the requests).
 
@@ -92,6 +95,14 @@ async fn main() -> anyhow::Result<()> {
     step(&format!(
         "started two local upstreams: `app` on http://{app} and `app-beta` on http://{beta}"
     ));
+
+    let ratings = [
+        start_upstream("ratings-1").await?,
+        start_broken_upstream().await?,
+    ];
+    let ratings_file = definitions.join("ratings.yaml");
+    std::fs::write(&ratings_file, ratings_service(ratings))
+        .with_context(|| format!("writing {}", ratings_file.display()))?;
 
     let cp = cp_server.local_addr();
     let reviews_app = start_upstream("reviews").await?;
@@ -238,6 +249,44 @@ async fn main() -> anyhow::Result<()> {
         "# refused: the `reviews` sidecar speaks only mTLS (tls.mode: strict) and closed this plaintext connection\n"
     );
 
+    // Discovery and resilience: `ratings` comes from ratings.yaml, one endpoint is broken.
+    wait_until(Duration::from_secs(10), || {
+        control_plane
+            .proxies()
+            .iter()
+            .filter_map(|p| p.discovery.as_ref())
+            .any(|d| d.acked > 0 && d.services > 0)
+    })
+    .await
+    .context("the proxy did not receive the discovered services")?;
+    step(&format!(
+        "service discovery: the control plane read `ratings` from {} (two endpoints: `ratings-1` on {}, and {} which answers 503 to everything) and streamed it to the proxy; route `ratings` sends to it by name",
+        ratings_file.display(),
+        ratings[0],
+        ratings[1]
+    ));
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        let response = fetch(&client, addr, "/ratings", &[]).await?;
+        answers.push(response.status().as_u16().to_string());
+    }
+    println!(
+        "$ for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' http://{addr}/ratings; done"
+    );
+    println!("{}", answers.join(" "));
+    let metrics = proxy.metrics().encode();
+    for line in metrics.lines().filter(|l| {
+        (l.starts_with("weft_upstream_retries_total")
+            || l.starts_with("weft_upstream_ejections_total"))
+            && l.contains("upstream=\"ratings.default:80\"")
+            && !l.ends_with(" 0")
+    }) {
+        println!("{line}");
+    }
+    println!(
+        "# resilience: each request that met the broken endpoint was retried on the other one (retries: {{attempts: 2}}), and after 2 failures in a row the broken endpoint was ejected for 30s (outlier_detection), so the client saw only 200s\n"
+    );
+
     if args.once {
         proxy.shutdown().await;
         reviews.shutdown().await;
@@ -250,6 +299,9 @@ async fn main() -> anyhow::Result<()> {
     println!("  curl -i -H 'authorization: {bearer}' http://{addr}/admin");
     println!("  curl -s http://{admin}/metrics | grep weft_filter_");
     println!("  curl -i http://{addr}/reviews   # over mTLS to the `reviews` sidecar");
+    println!(
+        "  curl -i http://{addr}/ratings   # a discovered service, retried past its broken endpoint"
+    );
     println!(
         "  $EDITOR {}/*.yaml   # the proxy follows",
         definitions.display()
@@ -385,6 +437,48 @@ async fn start_upstream(name: &'static str) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// An upstream that answers every request with 503, as a failing instance would.
+async fn start_broken_upstream() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+                    let mut response = http::Response::new(Full::new(Bytes::from_static(
+                        b"ratings-2 is broken\n",
+                    )));
+                    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                    Ok::<_, Infallible>(response)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// The `Service` definition of `ratings` (namespace `default`): two endpoints, retries and
+/// outlier detection.
+fn ratings_service([good, broken]: [SocketAddr; 2]) -> String {
+    format!(
+        r#"apiVersion: weft.dev/v1alpha1
+kind: Service
+metadata: {{ name: ratings, namespace: default }}
+spec:
+  ports: [{{ name: http, port: 80, protocol: http1 }}]
+  endpoints:
+    - {{ address: "{good}", labels: {{ version: v1 }} }}
+    - {{ address: "{broken}", labels: {{ version: v2 }} }}
+  trafficPolicy:
+    retries: {{ attempts: 2, on: [connect-failure, reset, 503] }}
+    outlier_detection: {{ consecutive_failures: 2, base_ejection_time: 30s, max_ejection_percent: 50 }}
+"#
+    )
+}
+
 /// The mesh's certificate authority, kept in `<work>/identity` (generated on the first run),
 /// with one bootstrap token per sidecar of the demo.
 fn start_authority(work: &Path) -> anyhow::Result<Arc<Issuer>> {
@@ -478,6 +572,9 @@ listeners:
       - name: reviews
         match: {{ path: {{ prefix: /reviews }} }}
         upstream: reviews
+      - name: ratings
+        match: {{ path: {{ prefix: /ratings }} }}
+        upstream: ratings          # the discovered service ratings.default (ratings.yaml)
       - name: default
         match: {{ path: {{ prefix: / }} }}
         upstream: app
@@ -498,6 +595,8 @@ control_plane:
 identity:
   service_account: demo
   token_file: demo.token
+discovery:
+  namespaces: [default]
 "#
     );
     let path = work.join("weft.yaml");

@@ -7,6 +7,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use weft_traffic::policy::{
+    RawCircuitBreaker, RawHealthCheck, RawLoadBalancer, RawOutlierDetection, RawRetries,
+};
 
 use super::{Direction, EscapedSlashes, FailurePolicy, InboundTls, Isolation, UpstreamProtocol};
 
@@ -26,6 +29,18 @@ pub(super) struct RawConfig {
     pub(super) upstreams: Vec<RawUpstream>,
     pub(super) control_plane: Option<RawControlPlane>,
     pub(super) identity: Option<RawIdentity>,
+    pub(super) discovery: Option<RawDiscovery>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `namespaces`, `cluster_domain` and/or `tls`"
+)]
+pub(super) struct RawDiscovery {
+    pub(super) namespaces: Option<Vec<String>>,
+    pub(super) cluster_domain: Option<String>,
+    pub(super) tls: Option<RawUpstreamTls>,
 }
 
 #[derive(Deserialize)]
@@ -167,10 +182,24 @@ pub(super) struct RawRoute {
     pub(super) name: String,
     #[serde(rename = "match", default)]
     pub(super) matcher: RawMatch,
-    pub(super) upstream: String,
+    pub(super) upstream: Option<String>,
+    pub(super) split: Option<Vec<RawSplit>>,
+    pub(super) by_authority: Option<bool>,
     pub(super) timeout: Option<String>,
+    pub(super) retries: Option<RawRetries>,
     #[serde(default)]
     pub(super) filters: BTreeMap<String, RawOverride>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a split: a mapping with `upstream`, `weight` and optionally `subset`"
+)]
+pub(super) struct RawSplit {
+    pub(super) upstream: String,
+    pub(super) subset: Option<String>,
+    pub(super) weight: i64,
 }
 
 #[derive(Default, Deserialize)]
@@ -224,12 +253,40 @@ pub(super) struct RawOverride {
 pub(super) struct RawUpstream {
     pub(super) name: String,
     #[serde(default)]
-    pub(super) endpoints: Vec<String>,
+    pub(super) endpoints: Vec<RawEndpoint>,
     #[serde(default)]
     pub(super) protocol: UpstreamProtocol,
+    pub(super) tls: Option<RawUpstreamTls>,
+    // The traffic policy's keys, beside the upstream's own (see `weft_traffic::policy`).
     pub(super) connect_timeout: Option<String>,
     pub(super) timeout: Option<String>,
-    pub(super) tls: Option<RawUpstreamTls>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) load_balancer: Option<RawLoadBalancer>,
+    pub(super) retries: Option<RawRetries>,
+    pub(super) circuit_breaker: Option<RawCircuitBreaker>,
+    pub(super) outlier_detection: Option<RawOutlierDetection>,
+    pub(super) health_check: Option<RawHealthCheck>,
+    pub(super) subsets: Option<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+/// `host:port`, or a mapping with `address`, `weight` and `labels`.
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an endpoint: \"host:port\", or a mapping with `address` and optionally `weight` and `labels`"
+)]
+pub(super) enum RawEndpoint {
+    Address(String),
+    Detailed(RawEndpointDetail),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEndpointDetail {
+    pub(super) address: String,
+    pub(super) weight: Option<i64>,
+    #[serde(default)]
+    pub(super) labels: BTreeMap<String, String>,
 }
 
 /// A size as written: `16MiB` or a plain number of bytes, kept as text until it is parsed.

@@ -209,7 +209,10 @@ fn doc_example_is_valid() {
             },
         ]
     );
-    assert_eq!(billing.upstream, "billing");
+    assert_eq!(
+        billing.target,
+        RouteTarget::Upstream(UpstreamRef::parse("billing"))
+    );
     assert_eq!(billing.timeout, Some(Duration::from_secs(5)));
     assert_eq!(billing.filters["ratelimit"], FilterOverride::Disabled);
     assert_eq!(
@@ -223,7 +226,10 @@ fn doc_example_is_valid() {
     let upstream = config.upstream("billing").expect("billing");
     assert_eq!(
         upstream.endpoints,
-        ["billing-0.internal:8443", "[fd00::12]:8443"]
+        [
+            EndpointConfig::new("billing-0.internal:8443"),
+            EndpointConfig::new("[fd00::12]:8443")
+        ]
     );
     assert_eq!(upstream.protocol, UpstreamProtocol::Http2);
     assert_eq!(upstream.connect_timeout, Duration::from_millis(500));

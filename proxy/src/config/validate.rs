@@ -18,6 +18,8 @@ use weft_yaml::{Document, FieldPath, format_size, parse_size};
 pub(super) struct Context<'a> {
     doc: Document<'a>,
     base_dir: &'a Path,
+    /// Whether a control plane may supply services that routes name.
+    discovery: std::cell::Cell<bool>,
 }
 
 type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -27,6 +29,7 @@ impl<'a> Context<'a> {
         Self {
             doc: Document::new(src, file),
             base_dir: file.parent().unwrap_or(Path::new("")),
+            discovery: std::cell::Cell::new(false),
         }
     }
 
@@ -58,6 +61,13 @@ impl<'a> Context<'a> {
             None => None,
         };
         let limits = self.limits(&root.key("limits"), raw.limits)?;
+        self.discovery
+            .set(raw.control_plane.is_some() && raw.discovery.is_some());
+        let discovery = self.discovery_config(
+            &root.key("discovery"),
+            raw.discovery,
+            raw.control_plane.is_some(),
+        )?;
 
         let mut upstreams = Vec::with_capacity(raw.upstreams.len());
         for (i, raw) in raw.upstreams.into_iter().enumerate() {
@@ -148,6 +158,15 @@ impl<'a> Context<'a> {
                     format!("mTLS {needs}"),
                 ));
             }
+            if discovery
+                .as_ref()
+                .is_some_and(|d| d.tls != UpstreamTls::Disabled)
+            {
+                return Err(self.error(
+                    &root.key("discovery").key("tls").key("mode"),
+                    format!("mesh mTLS {needs}"),
+                ));
+            }
             if let Some(i) = upstreams
                 .iter()
                 .position(|u| u.tls != UpstreamTls::Disabled)
@@ -167,6 +186,7 @@ impl<'a> Context<'a> {
             upstreams,
             control_plane,
             identity,
+            discovery,
             source: self.doc.file().to_owned(),
         })
     }
@@ -564,24 +584,51 @@ impl<'a> Context<'a> {
     ) -> Result<RouteConfig> {
         let name = self.name(&path.key("name"), raw.name)?;
         let matcher = self.route_match(&path.key("match"), raw.matcher)?;
-        if !upstreams.iter().any(|u| u.name == raw.upstream) {
-            let message = if upstreams.is_empty() {
-                format!(
-                    "unknown upstream {:?}: no upstreams are defined; add one under `upstreams`",
-                    raw.upstream
-                )
-            } else {
-                format!(
-                    "unknown upstream {:?} (known: {})",
-                    raw.upstream,
-                    names(upstreams.iter().map(|u| &u.name))
-                )
-            };
-            return Err(self.error(&path.key("upstream"), message));
-        }
+        let target = match (raw.upstream, raw.split, raw.by_authority) {
+            (Some(upstream), None, None | Some(false)) => {
+                RouteTarget::Upstream(self.upstream_ref(
+                    &path.key("upstream"),
+                    UpstreamRef::parse(&upstream),
+                    upstreams,
+                )?)
+            }
+            (None, Some(split), None | Some(false)) => {
+                self.split(&path.key("split"), split, upstreams)?
+            }
+            (None, None, Some(true)) => {
+                if !self.discovery.get() {
+                    return Err(self.error(
+                        &path.key("by_authority"),
+                        "needs `discovery` (and `control_plane`): services are discovered \
+                         from the control plane",
+                    ));
+                }
+                RouteTarget::ByAuthority
+            }
+            (None, None, Some(false)) => {
+                return Err(self.error(
+                    &path.key("by_authority"),
+                    "`by_authority: false` sends nowhere: name an `upstream` instead",
+                ));
+            }
+            _ => {
+                return Err(self.error(
+                    path,
+                    "set exactly one of `upstream`, `split` or `by_authority: true`",
+                ));
+            }
+        };
         let timeout = match raw.timeout {
             None => None,
             Some(text) => Some(self.duration(&path.key("timeout"), &text, None)?),
+        };
+        let retries = match raw.retries {
+            None => None,
+            Some(raw) => Some(weft_traffic::policy::check_retries(
+                &self.doc,
+                &path.key("retries"),
+                raw,
+            )?),
         };
         let mut overrides = BTreeMap::new();
         for (filter, raw) in raw.filters {
@@ -622,10 +669,150 @@ impl<'a> Context<'a> {
         Ok(RouteConfig {
             name,
             matcher,
-            upstream: raw.upstream,
+            target,
             timeout,
+            retries,
             filters: overrides,
         })
+    }
+
+    /// An upstream a route names: a configured one (and then its subset must exist), or,
+    /// with `discovery`, a service the control plane may send.
+    fn upstream_ref(
+        &self,
+        path: &FieldPath,
+        target: UpstreamRef,
+        upstreams: &[UpstreamConfig],
+    ) -> Result<UpstreamRef> {
+        let Some(upstream) = upstreams.iter().find(|u| u.name == target.name) else {
+            if self.discovery.get() && !target.name.is_empty() {
+                // A discovered service, known once the control plane sends it.
+                return Ok(target);
+            }
+            let message = if upstreams.is_empty() {
+                format!(
+                    "unknown upstream {:?}: no upstreams are defined; add one under `upstreams`",
+                    target.name
+                )
+            } else {
+                format!(
+                    "unknown upstream {:?} (known: {})",
+                    target.name,
+                    names(upstreams.iter().map(|u| &u.name))
+                )
+            };
+            return Err(self.error(path, message));
+        };
+        if let Some(subset) = &target.subset
+            && !upstream.policy.subsets.contains_key(subset)
+        {
+            let message = if upstream.policy.subsets.is_empty() {
+                format!(
+                    "unknown subset {subset:?}: upstream {:?} defines no `subsets`",
+                    upstream.name
+                )
+            } else {
+                format!(
+                    "unknown subset {subset:?} of upstream {:?} (known: {})",
+                    upstream.name,
+                    names(upstream.policy.subsets.keys())
+                )
+            };
+            return Err(self.error(path, message));
+        }
+        Ok(target)
+    }
+
+    fn split(
+        &self,
+        path: &FieldPath,
+        raw: Vec<RawSplit>,
+        upstreams: &[UpstreamConfig],
+    ) -> Result<RouteTarget> {
+        if raw.is_empty() {
+            return Err(self.error(path, "a split needs at least one entry"));
+        }
+        let mut split = Vec::with_capacity(raw.len());
+        for (i, entry) in raw.into_iter().enumerate() {
+            let path = path.index(i);
+            let mut target = UpstreamRef::parse(&entry.upstream);
+            if let Some(subset) = entry.subset {
+                if target.subset.is_some() {
+                    return Err(self.error(
+                        &path.key("subset"),
+                        "the subset is given twice: in `upstream` (after @) and in `subset`",
+                    ));
+                }
+                target.subset = Some(subset);
+            }
+            let target = self.upstream_ref(&path.key("upstream"), target, upstreams)?;
+            if !(0..=10_000).contains(&entry.weight) {
+                return Err(self.error(
+                    &path.key("weight"),
+                    format!("{} is out of range: must be from 0 to 10000", entry.weight),
+                ));
+            }
+            split.push((target, u32::try_from(entry.weight).unwrap_or(0)));
+        }
+        if split.iter().all(|(_, w)| *w == 0) {
+            return Err(self.error(
+                path,
+                "every weight is 0: at least one entry must get requests",
+            ));
+        }
+        Ok(RouteTarget::Split(split))
+    }
+
+    fn discovery_config(
+        &self,
+        path: &FieldPath,
+        raw: Option<RawDiscovery>,
+        control_plane: bool,
+    ) -> Result<Option<DiscoveryConfig>> {
+        let mut config = DiscoveryConfig::default();
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        if !control_plane {
+            return Err(self.error(
+                path,
+                "needs `control_plane`: services are discovered from it",
+            ));
+        }
+        if let Some(namespaces) = raw.namespaces {
+            for (i, ns) in namespaces.iter().enumerate() {
+                if !weft_traffic::policy::is_subset_name(ns) || ns.contains(['.', '_']) {
+                    return Err(self.error(
+                        &path.key("namespaces").index(i),
+                        format!("{ns:?} is not a namespace name"),
+                    ));
+                }
+            }
+            config.namespaces = namespaces;
+        }
+        if let Some(domain) = raw.cluster_domain {
+            let domain = domain.trim_matches('.').to_ascii_lowercase();
+            if domain.is_empty() || check_endpoint(&format!("{domain}:1")).is_err() {
+                return Err(self.error(
+                    &path.key("cluster_domain"),
+                    format!("{domain:?} is not a DNS domain"),
+                ));
+            }
+            config.cluster_domain = domain;
+        }
+        if let Some(tls) = raw.tls {
+            config.tls = match (tls.mode, tls.identity) {
+                (_, Some(_)) => {
+                    return Err(self.error(
+                        &path.key("tls").key("identity"),
+                        "discovered services have many identities: `identity` cannot be pinned here",
+                    ));
+                }
+                (RawUpstreamTlsMode::Mesh, None) => UpstreamTls::Mesh { identity: None },
+                (RawUpstreamTlsMode::Disabled, None) => UpstreamTls::Disabled,
+            };
+        }
+        Ok(Some(config))
     }
 
     fn route_match(&self, path: &FieldPath, raw: RawMatch) -> Result<RouteMatch> {
@@ -695,22 +882,62 @@ impl<'a> Context<'a> {
                 "at least one endpoint is required, like `endpoints: [\"127.0.0.1:8080\"]`",
             ));
         }
-        for (i, endpoint) in raw.endpoints.iter().enumerate() {
-            if let Err(problem) = check_endpoint(endpoint) {
+        let mut endpoints = Vec::with_capacity(raw.endpoints.len());
+        for (i, endpoint) in raw.endpoints.into_iter().enumerate() {
+            let at = path.key("endpoints").index(i);
+            let (address, weight, labels, address_at) = match endpoint {
+                RawEndpoint::Address(address) => (address, None, BTreeMap::new(), at.clone()),
+                RawEndpoint::Detailed(d) => (d.address, d.weight, d.labels, at.key("address")),
+            };
+            if let Err(problem) = check_endpoint(&address) {
                 return Err(self.error(
-                    &path.key("endpoints").index(i),
-                    format!("invalid endpoint {endpoint:?}: {problem}; expected host:port, like 10.0.0.5:8080, app.internal:80 or [fd00::5]:8080"),
+                    &address_at,
+                    format!("invalid endpoint {address:?}: {problem}; expected host:port, like 10.0.0.5:8080, app.internal:80 or [fd00::5]:8080"),
                 ));
             }
+            let weight = match weight {
+                None => 1,
+                Some(w) if (0..=10_000).contains(&w) => u32::try_from(w).unwrap_or(1),
+                Some(w) => {
+                    return Err(self.error(
+                        &at.key("weight"),
+                        format!("{w} is out of range: must be from 0 to 10000"),
+                    ));
+                }
+            };
+            endpoints.push(EndpointConfig {
+                address,
+                weight,
+                labels,
+                ready: true,
+            });
         }
-        let connect_timeout = match raw.connect_timeout {
-            None => Duration::from_secs(1),
-            Some(text) => self.duration(&path.key("connect_timeout"), &text, None)?,
-        };
-        let timeout = match raw.timeout {
-            None => Duration::from_secs(30),
-            Some(text) => self.duration(&path.key("timeout"), &text, None)?,
-        };
+        if endpoints.iter().all(|e| e.weight == 0) {
+            return Err(self.error(
+                &path.key("endpoints"),
+                "every endpoint has weight 0: at least one must get requests",
+            ));
+        }
+        // Weight 0: configured, but no new requests (draining).
+        endpoints.retain(|e| e.weight > 0);
+        let policy = weft_traffic::policy::check(
+            &self.doc,
+            path,
+            weft_traffic::policy::RawPolicy {
+                connect_timeout: raw.connect_timeout,
+                timeout: raw.timeout,
+                idle_timeout: raw.idle_timeout,
+                load_balancer: raw.load_balancer,
+                retries: raw.retries,
+                circuit_breaker: raw.circuit_breaker,
+                outlier_detection: raw.outlier_detection,
+                health_check: raw.health_check,
+                subsets: raw.subsets,
+            },
+        )?;
+        let connect_timeout = policy.connect_timeout.unwrap_or(Duration::from_secs(1));
+        let timeout = policy.timeout.unwrap_or(Duration::from_secs(30));
+        let idle_timeout = policy.idle_timeout.unwrap_or(Duration::from_secs(90));
         let tls = match raw.tls {
             None => UpstreamTls::Disabled,
             Some(RawUpstreamTls {
@@ -740,11 +967,13 @@ impl<'a> Context<'a> {
         };
         Ok(UpstreamConfig {
             name,
-            endpoints: raw.endpoints,
+            endpoints,
             protocol: raw.protocol,
             connect_timeout,
             timeout,
+            idle_timeout,
             tls,
+            policy,
         })
     }
 

@@ -30,9 +30,11 @@ use self::store::Store;
 use crate::build::{Builder, DynamicFilter, Used};
 use crate::chain::RequestMatch;
 use crate::config::{ControlPlaneConfig, Direction, FailurePolicy, Isolation, filter_limits};
+use crate::discovery::Registry;
 use crate::identity::Identity as WorkloadIdentity;
 use crate::reload::Reloader;
 
+mod discovery;
 mod store;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -83,6 +85,7 @@ pub(super) fn restore(
 pub(super) async fn run(
     reloader: Arc<Reloader>,
     cp: ControlPlaneConfig,
+    services: Option<Arc<Registry>>,
     identity: Option<WorkloadIdentity>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -100,7 +103,7 @@ pub(super) async fn run(
     loop {
         let mut established = false;
         let outcome = tokio::select! {
-            outcome = session(&reloader, &cp, mesh.as_deref(), &mut established) => outcome,
+            outcome = session(&reloader, &cp, services.as_ref(), mesh.as_deref(), &mut established) => outcome,
             _ = shutdown.changed() => return,
         };
         reloader.metrics().set_control_plane_connected(false);
@@ -127,6 +130,7 @@ pub(super) async fn run(
 async fn session(
     reloader: &Arc<Reloader>,
     cp: &ControlPlaneConfig,
+    services: Option<&Arc<Registry>>,
     mesh: Option<&MeshTls>,
     established: &mut bool,
 ) -> Result<(), String> {
@@ -159,6 +163,14 @@ async fn session(
     tracing::info!(address = %cp.address, "subscribed to the control plane");
     reloader.metrics().set_control_plane_connected(true);
     *established = true;
+    // Services, on the same channel; the task ends with the session.
+    let _discovery = services.map(|registry| {
+        AbortOnDrop(tokio::spawn(discovery::watch_while_connected(
+            channel.clone(),
+            identity.clone(),
+            registry.clone(),
+        )))
+    });
     let mut fetcher = FilterDistributionClient::new(channel)
         .max_decoding_message_size(weft_api::MAX_MESSAGE_BYTES);
     while let Some(snapshot) = snapshots.message().await.map_err(|s| status_message(&s))? {
@@ -188,6 +200,15 @@ async fn session(
             .map_err(|_| "the request stream closed".to_owned())?;
     }
     Ok(())
+}
+
+/// Aborts a task (and its watcher) when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The uncompiled modules of one snapshot: verified bytes from disk, bytes fetched (not yet

@@ -14,6 +14,10 @@
 //! workload certificates from `weft-controlplane`), and two nginx doing the same mTLS
 //! (`nginx-pair-tls`), with each hop's CPU per request; and the server side's CPU per full and
 //! per resumed handshake, for weft B's strict listener and for nginx B.
+//!
+//! `weft-svc` is weft routing by authority to a service discovered from `weft-controlplane`
+//! (directory source): three endpoints, least-request, retries on but never needed; against
+//! `weft-0` (a static upstream) it is the cost of discovery, balancing and the retry policy.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -93,7 +97,7 @@ struct Args {
     #[arg(long)]
     micro_since: Option<u64>,
     /// Measure only these targets (comma-separated: direct, nginx, weft-0, weft-1, weft-4,
-    /// weft-16, pair-plain, pair-mtls, nginx-pair-tls), for profiling one of them.
+    /// weft-16, weft-svc, pair-plain, pair-mtls, nginx-pair-tls), for profiling one of them.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also measure the sidecar pairs (pair-plain, pair-mtls, nginx-pair-tls) and the TLS
@@ -201,6 +205,8 @@ struct Subject {
     /// The mesh CA's directory (`pair-mtls`): once the control plane has written it, the
     /// handshake client's certificate is signed with it.
     mesh_ca: Option<PathBuf>,
+    /// Upstreams of its own (`weft-svc`'s endpoints).
+    upstreams: Vec<BytesUpstream>,
 }
 
 impl Subject {
@@ -216,6 +222,7 @@ impl Subject {
             helpers: Vec::new(),
             handshake: None,
             mesh_ca: None,
+            upstreams: Vec::new(),
         }
     }
 
@@ -257,7 +264,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             || (name.starts_with("base-") && args.baseline.is_some())
     };
     let singles = [
-        "direct", "nginx", "weft-0", "weft-1", "weft-4", "weft-16", "base-0", "base-4",
+        "direct", "nginx", "weft-0", "weft-1", "weft-4", "weft-16", "weft-svc", "base-0", "base-4",
     ];
     if let Some(unknown) = args
         .only
@@ -361,6 +368,29 @@ fn run(args: &Args) -> anyhow::Result<()> {
         )?;
         subjects.push(Subject::new(name, what, addr, Some(server)));
     }
+    let controlplane = args.controlplane.clone().unwrap_or_else(|| {
+        args.proxy
+            .with_file_name(format!("weft-controlplane{}", std::env::consts::EXE_SUFFIX))
+    });
+    let need_controlplane = |target: &str| {
+        if controlplane.is_file() {
+            return Ok(());
+        }
+        bail!(
+            "{}: no such file; build it with `cargo build --release --workspace` (bench/run \
+             does), pass --controlplane PATH, or leave {target} out",
+            controlplane.display()
+        )
+    };
+    if wanted("weft-svc") {
+        need_controlplane("weft-svc")?;
+        subjects.push(start_weft_discovered(
+            &args.proxy,
+            &controlplane,
+            work.path(),
+            pinning.map(|p| p.proxy_core),
+        )?);
+    }
     if wanted("pair-plain") {
         subjects.push(start_weft_pair(
             &args.proxy,
@@ -372,17 +402,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         )?);
     }
     if wanted("pair-mtls") {
-        let controlplane = args.controlplane.clone().unwrap_or_else(|| {
-            args.proxy
-                .with_file_name(format!("weft-controlplane{}", std::env::consts::EXE_SUFFIX))
-        });
-        if !controlplane.is_file() {
-            bail!(
-                "{}: no such file; build it with `cargo build --release --workspace` (bench/run \
-                 does), pass --controlplane PATH, or leave pair-mtls out",
-                controlplane.display()
-            );
-        }
+        need_controlplane("pair-mtls")?;
         let mesh = start_control_plane(&controlplane, work.path())?;
         subjects.push(start_weft_pair(
             &args.proxy,
@@ -976,6 +996,79 @@ fn spawn_weft(
     command.arg("--config").arg(&path).arg("--workers").arg("1");
     // The log lives outside the config's directory, which the proxy watches for changes.
     Server::spawn(command, work.join(format!("{name}.log")), core)
+}
+
+/// `weft-svc`: weft with one outbound route by authority (`Host: bench`, the load's), to the
+/// service `bench` (namespace `default`) that `weft-controlplane` discovers from a `Service`
+/// file: three endpoints (one upstream thread on three ports), least-request, two retries on connect
+/// failure, reset and 502/503/504 (none happens). Measured against `weft-0`.
+fn start_weft_discovered(
+    proxy: &Path,
+    controlplane: &Path,
+    work: &Path,
+    core: Option<usize>,
+) -> anyhow::Result<Subject> {
+    let dir = work.join("weft-svc-controlplane");
+    let services = dir.join("services");
+    std::fs::create_dir_all(&services)?;
+    // Three endpoints served by one upstream thread, as weft-0's one endpoint is: the
+    // machine's work besides the proxy stays the same.
+    let upstream = BytesUpstream::start_many(3, BODY_LEN)?;
+    let mut endpoints = String::new();
+    for addr in upstream.addrs() {
+        let _ = writeln!(endpoints, "    - {{ address: \"{addr}\" }}");
+    }
+    std::fs::write(
+        services.join("bench.yaml"),
+        format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: Service\nmetadata: {{ name: bench, namespace: default }}\n\
+             spec:\n  ports: [{{ name: http, port: 80, protocol: http1 }}]\n  endpoints:\n{endpoints}\
+             \x20 trafficPolicy: {{ load_balancer: least_request, retries: {{ attempts: 2 }} }}\n"
+        ),
+    )?;
+    let (cp_addr, cp_admin) = (free_port()?, free_port()?);
+    let mut command = Command::new(controlplane);
+    command
+        .arg("--source")
+        .arg(format!("dir={}", services.display()))
+        .arg("--listen")
+        .arg(cp_addr.to_string())
+        .arg("--admin")
+        .arg(cp_admin.to_string());
+    // Idle once the proxy has its services: not pinned to the proxy's core.
+    let cp = Server::spawn(command, work.join("weft-svc-controlplane.log"), None)?;
+
+    let (addr, admin) = (free_port()?, free_port()?);
+    let state = dir.join("proxy-state");
+    let config = format!(
+        r#"admin: {{ address: "{admin}" }}
+listeners:
+  - name: outbound
+    address: "{addr}"
+    direction: outbound
+    filters: []
+    routes:
+      - name: mesh
+        match: {{ path: {{ prefix: / }} }}
+        by_authority: true
+upstreams: []
+control_plane: {{ address: "http://{cp_addr}", name: svc, namespace: default, state_dir: {state:?} }}
+discovery: {{ namespaces: [default] }}
+"#
+    );
+    let server = spawn_weft(proxy, work, "weft-svc", &config, core)?;
+    let mut subject = Subject::new(
+        "weft-svc",
+        "weft, no filters, 1 worker, by authority to a discovered service (3 endpoints, \
+         least-request, retries on)"
+            .into(),
+        addr,
+        Some(server),
+    );
+    subject.admins.push(admin);
+    subject.helpers.push(cp);
+    subject.upstreams = vec![upstream];
+    Ok(subject)
 }
 
 /// The mesh's certificate authority: `weft-controlplane` with an identity directory and
@@ -2158,6 +2251,15 @@ impl Report {
             &|x| format!("{x:.2}×"),
             &|x| x <= 1.3,
         );
+        if self.target("weft-svc").is_some() {
+            goal(
+                "weft-svc (discovered service, least-request, retries on) CPU per request ≤ 1.1× weft-0's",
+                ratio(cpu("weft-svc"), cpu("weft-0")),
+                None,
+                &|x| format!("{x:.2}×"),
+                &|x| x <= 1.1,
+            );
+        }
         if self.target("base-0").is_some() {
             goal(
                 "weft-0 CPU per request ≤ the baseline's (base-0)",

@@ -91,6 +91,21 @@ pub(super) const RESOURCES: &[Resource] = &[
         ..resource("weft.dev", "v1alpha1", "WasmFilter", "wasmfilters", true)
     },
     resource("", "v1", "ConfigMap", "configmaps", true),
+    Resource {
+        status_subresource: true,
+        ..resource("", "v1", "Service", "services", true)
+    },
+    Resource {
+        status_subresource: true,
+        ..resource("", "v1", "Pod", "pods", true)
+    },
+    resource(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+    ),
     resource("", "v1", "Secret", "secrets", true),
     Resource {
         status_subresource: true,

@@ -961,33 +961,15 @@ async fn a_real_cluster_reviews_service_account_tokens() {
     use weft_identity::authority::{Authority, AuthoritySource};
     use weft_identity::tls::{Credentials, WorkloadKey};
 
-    let Some(kubeconfig) = std::env::var_os("KUBECONFIG") else {
-        eprintln!(
-            "\n********************************************************************\n\
-             SKIPPED a_real_cluster_reviews_service_account_tokens: KUBECONFIG is not set.\n\
-             It needs a Kubernetes cluster: point KUBECONFIG at one (kind, minikube, ...)\n\
-             and run it again with --ignored. NOTHING WAS TESTED.\n\
-             ********************************************************************\n"
-        );
+    let Some((client, namespace)) = real_cluster(
+        "a_real_cluster_reviews_service_account_tokens",
+        "weft-e2e-identity",
+    )
+    .await
+    else {
         return;
     };
-    eprintln!(
-        "using the cluster in KUBECONFIG={}",
-        kubeconfig.to_string_lossy()
-    );
-    let client = kube::Client::try_default()
-        .await
-        .expect("a client for the cluster in KUBECONFIG");
-
-    let namespace = format!("weft-e2e-identity-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": namespace } })).expect("ns"),
-        )
-        .await
-        .expect("create the test namespace");
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
     for name in ["orders", "payments"] {
         accounts
@@ -1101,4 +1083,177 @@ async fn a_real_cluster_reviews_service_account_tokens() {
         .delete(&namespace, &DeleteParams::default())
         .await
         .expect("delete the test namespace");
+}
+
+/// Against a real cluster (`KUBECONFIG`): a selector-less `Service` and an `EndpointSlice`
+/// written for it (as an external controller would) are discovered by the Kubernetes source,
+/// streamed on `Watch`, and a change of the slice (an endpoint terminating, one added) arrives
+/// as an update of that service alone.
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored (see README)"]
+async fn a_real_cluster_discovers_services_and_endpoint_slices() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+    use kube::discovery::ApiResource;
+    use weft_tests::control_plane::TestControlPlane;
+    use weft_tests::discovery::{
+        TestEndpoint, endpoints_of, k8s_endpoint_slice, k8s_service, watch_services,
+    };
+
+    let Some((client, namespace)) = real_cluster(
+        "a_real_cluster_discovers_services_and_endpoint_slices",
+        "weft-e2e-discovery",
+    )
+    .await
+    else {
+        return;
+    };
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+
+    let apply = |resource: ApiResource, object: Value| {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("a name")
+            .to_owned();
+        async move {
+            api.patch(
+                &name,
+                &PatchParams::apply("weft-e2e").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .expect("server-side apply")
+        }
+    };
+    let services = ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&());
+    let slices = ApiResource::erase::<k8s_openapi::api::discovery::v1::EndpointSlice>(&());
+    let addr = |ip: &str| format!("{ip}:1").parse().expect("address");
+    let slice = |endpoints: &[TestEndpoint]| {
+        let mut slice = k8s_endpoint_slice(
+            &namespace,
+            "reviews",
+            "reviews-1",
+            &[("http", 8080)],
+            endpoints,
+        );
+        slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] = json!("weft-e2e");
+        slice
+    };
+    apply(
+        services.clone(),
+        k8s_service(&namespace, "reviews", &[("http", 9080, None)]),
+    )
+    .await;
+    apply(
+        slices.clone(),
+        slice(&[
+            TestEndpoint::new(addr("10.250.0.1")),
+            TestEndpoint::new(addr("10.250.0.2")),
+        ]),
+    )
+    .await;
+
+    let cp = TestControlPlane::start_kubernetes(client.clone(), None)
+        .await
+        .expect("control plane");
+    let mut watch = watch_services(cp.addr(), (namespace.as_str(), "p"), &[namespace.as_str()])
+        .await
+        .expect("watch");
+    let key = format!("{namespace}/reviews");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let full = loop {
+        let update = watch
+            .next_within(Duration::from_secs(60))
+            .await
+            .expect("an update");
+        if update
+            .services
+            .iter()
+            .any(|s| format!("{}/{}", s.namespace, s.name) == key)
+        {
+            break update;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key} never arrived"
+        );
+    };
+    let service = full
+        .services
+        .iter()
+        .find(|s| s.name == "reviews")
+        .expect("reviews");
+    assert_eq!(service.ports[0].port, 9080);
+    assert_eq!(
+        endpoints_of(service, "http"),
+        [
+            ("10.250.0.1:8080".to_owned(), true),
+            ("10.250.0.2:8080".to_owned(), true)
+        ]
+    );
+
+    apply(
+        slices.clone(),
+        slice(&[
+            TestEndpoint::new(addr("10.250.0.1")).terminating(),
+            TestEndpoint::new(addr("10.250.0.2")),
+            TestEndpoint::new(addr("10.250.0.3")),
+        ]),
+    )
+    .await;
+    let update = watch
+        .next_within(Duration::from_secs(60))
+        .await
+        .expect("the slice's change");
+    assert!(!update.full);
+    assert_eq!(update.services.len(), 1, "that service alone");
+    assert_eq!(
+        endpoints_of(&update.services[0], "http"),
+        [
+            ("10.250.0.1:8080".to_owned(), false),
+            ("10.250.0.2:8080".to_owned(), true),
+            ("10.250.0.3:8080".to_owned(), true)
+        ]
+    );
+
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .expect("delete the test namespace");
+}
+
+/// For an opt-in test against a real cluster: a client for the cluster in `KUBECONFIG` and
+/// a fresh namespace `<prefix>-<pid>` (the test deletes it). Without `KUBECONFIG`, a loud
+/// banner saying `test` tested nothing, and `None`.
+async fn real_cluster(test: &str, prefix: &str) -> Option<(kube::Client, String)> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+
+    let Some(kubeconfig) = std::env::var_os("KUBECONFIG") else {
+        eprintln!(
+            "\n********************************************************************\n\
+             SKIPPED {test}: KUBECONFIG is not set.\n\
+             It needs a Kubernetes cluster: point KUBECONFIG at one (kind, minikube, ...)\n\
+             and run it again with --ignored. NOTHING WAS TESTED.\n\
+             ********************************************************************\n"
+        );
+        return None;
+    };
+    eprintln!(
+        "using the cluster in KUBECONFIG={}",
+        kubeconfig.to_string_lossy()
+    );
+    let client = kube::Client::try_default()
+        .await
+        .expect("a client for the cluster in KUBECONFIG");
+    let namespace = format!("{prefix}-{}", std::process::id());
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": namespace } })).expect("ns"),
+        )
+        .await
+        .expect("create the test namespace");
+    Some((client, namespace))
 }

@@ -194,7 +194,9 @@ fn the_side_by_side_command_measures_every_target_and_writes_both_reports() {
     )
     .expect("valid JSON");
     let targets = json["targets"].as_array().expect("targets");
-    let mut expected = vec!["direct", "weft-0", "weft-1", "weft-4", "weft-16"];
+    let mut expected = vec![
+        "direct", "weft-0", "weft-1", "weft-4", "weft-16", "weft-svc",
+    ];
     if nginx.is_some() {
         expected.insert(1, "nginx");
     }

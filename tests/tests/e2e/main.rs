@@ -5,7 +5,10 @@
 //! Run with `cargo test --release -p weft-tests` (wasm is ~20x slower in debug builds).
 
 mod authz;
+mod balance;
 mod control_plane;
+mod discovery_cp;
+mod discovery_proxy;
 mod errors;
 mod fault_injection;
 mod filters;
@@ -24,6 +27,7 @@ mod mesh;
 mod metrics;
 mod rate_limit;
 mod reload;
+mod resilience;
 mod runtime;
 
 use std::net::SocketAddr;

@@ -1,4 +1,5 @@
-//! The Kubernetes source: `WasmFilter` custom resources, watched with kube-rs.
+//! The Kubernetes source: `WasmFilter` custom resources, watched with kube-rs; and, for service
+//! discovery, `Service`s with their `EndpointSlice`s (the `services` module).
 //!
 //! For every object the controller resolves the generation it sees: it checks the spec,
 //! fetches the module ([`Fetcher`]: `https://`, OCI or a ConfigMap key), verifies its digest,
@@ -33,6 +34,7 @@
 mod controller;
 mod resolve;
 mod restart;
+mod services;
 mod state;
 mod status;
 #[cfg(test)]
@@ -48,6 +50,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use self::controller::{Controller, Initial};
+pub use self::services::{POD_GRACE, POLICY_ANNOTATION};
 use self::state::State;
 use self::writer::StatusWriter;
 use crate::control_plane::ControlPlane;
@@ -73,6 +76,9 @@ pub struct KubernetesOptions {
     /// waits for proxies to resubscribe and report before saying they have not (`RollingOut`,
     /// `NoSelectedProxies`). Proxies retry every few seconds at most.
     pub resubscribe_grace: Duration,
+    /// Whether to discover services: watch `Service`s, `EndpointSlice`s and Pod metadata and
+    /// publish them to the services catalog.
+    pub discovery: bool,
 }
 
 impl Default for KubernetesOptions {
@@ -84,6 +90,7 @@ impl Default for KubernetesOptions {
             retry: Duration::from_secs(5),
             status_delay: Duration::from_millis(100),
             resubscribe_grace: Duration::from_secs(30),
+            discovery: true,
         }
     }
 }
@@ -130,6 +137,11 @@ impl KubernetesSource {
             published: None,
             initial: Initial::Listing,
         };
+        let discovery = options.discovery.then(|| services::ServiceWatch {
+            client: client.clone(),
+            control_plane: control_plane.clone(),
+            namespace: options.namespace.clone(),
+        });
         let writer = StatusWriter {
             client,
             control_plane,
@@ -139,12 +151,14 @@ impl KubernetesSource {
             grace_until: tokio::time::Instant::now() + options.resubscribe_grace,
             written: HashMap::new(),
         };
-        Ok(Self {
-            tasks: vec![
-                tokio::spawn(controller.run()),
-                tokio::spawn(writer.run(status_rx)),
-            ],
-        })
+        let mut tasks = vec![
+            tokio::spawn(controller.run()),
+            tokio::spawn(writer.run(status_rx)),
+        ];
+        if let Some(discovery) = discovery {
+            tasks.push(tokio::spawn(discovery.run()));
+        }
+        Ok(Self { tasks })
     }
 }
 

@@ -102,6 +102,7 @@ pub(super) fn proxy(
         disconnected_at: None,
         sent_version: 7,
         serving_version: if matches!(answer, Some(Ok(()))) { 7 } else { 6 },
+        discovery: None,
         last_report: answer.map(|a| ReportStatus {
             version: 7,
             accepted: a.is_ok(),
