@@ -315,6 +315,7 @@ impl FromStr for Source {
 }
 
 fn main() -> ExitCode {
+    weft_runtime::memory::return_freed_memory();
     let cli = Cli::parse();
     if let Some(Command::Crd) = cli.command {
         let mut out = std::io::stdout().lock();

@@ -181,9 +181,10 @@ serde_json = "1"
 [profile.release]
 debug = "line-tables-only"
 
-# Small modules that load fast.
+# As weft's `guest` profile: opt-level 3 made weft's policy filters' hook calls cheaper than
+# "s" did, for modules ~10 % larger.
 [profile.release.package."{name}"]
-opt-level = "s"
+opt-level = 3
 "#,
         sdk = root.join("sdk").display().to_string(),
         harness = root.join("harness").display().to_string(),

@@ -40,6 +40,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    weft_runtime::memory::return_freed_memory();
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let Some(path) = cli.config else {

@@ -27,6 +27,7 @@ pub mod cache;
 pub mod health;
 pub mod hop;
 pub(crate) mod host;
+pub mod memory;
 pub mod metrics;
 pub mod policy;
 
@@ -315,6 +316,9 @@ pub const MAX_DELAY: Duration = Duration::from_secs(600);
 /// The process-wide wasm engine and host linker.
 pub struct Runtime {
     engine: Engine,
+    /// The settings of the engines that compile modules apart from `engine`
+    /// ([`cache::compile`]).
+    compiler: wasmtime::Config,
     linker: Linker<HostState>,
     cache: Option<PathBuf>,
     metrics: Arc<FilterMetrics>,
@@ -333,7 +337,8 @@ impl fmt::Debug for Runtime {
 impl Runtime {
     /// Create the engine, link the host imports and start the epoch ticker.
     pub fn new(options: RuntimeOptions, metrics: Arc<FilterMetrics>) -> Result<Self, LoadError> {
-        let engine = new_engine().map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        let engine = Engine::new(&engine_config(Allocation::Pooling))
+            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         link_host(&mut linker).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         start_epoch_ticker(&engine);
@@ -353,6 +358,7 @@ impl Runtime {
         });
         Ok(Self {
             engine,
+            compiler: engine_config(Allocation::OnDemand),
             linker,
             cache,
             metrics,
@@ -373,11 +379,17 @@ impl Runtime {
     /// Compile and link a module from its bytes; `path` is used in messages only.
     pub fn module_from_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Arc<Module>, LoadError> {
         let digest = cache::digest(bytes);
-        let component = cache::compile(&self.engine, self.cache.as_deref(), &digest, bytes)
-            .map_err(|e| LoadError::Compile {
-                path: path.to_owned(),
-                reason: format!("{e:#}"),
-            })?;
+        let component = cache::compile(
+            &self.engine,
+            &self.compiler,
+            self.cache.as_deref(),
+            &digest,
+            bytes,
+        )
+        .map_err(|e| LoadError::Compile {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        })?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -440,12 +452,32 @@ impl Runtime {
     }
 }
 
-fn new_engine() -> wasmtime::Result<Engine> {
+/// How an engine allocates instances.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Allocation {
+    /// The runtime's engine: pooled slots, reused.
+    Pooling,
+    /// An engine that only compiles: no pool to reserve.
+    OnDemand,
+}
+
+/// The settings of the runtime's engine, and of the engines that compile modules for it (the
+/// same but for allocation, which does not change compiled code).
+fn engine_config(allocation: Allocation) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     // A yielding call's fiber stack: guests run on it, host functions too.
     config.async_stack_size(2 << 20);
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // For profiling: `WEFT_WASM_PERFMAP=1` has wasmtime write /tmp/perf-<pid>.map, so `perf
+    // report` names the guests' functions (filters built with their name section, i.e. not
+    // stripped). bench/README.md, "Profiling a target".
+    if std::env::var_os("WEFT_WASM_PERFMAP").is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    if allocation == Allocation::OnDemand {
+        return config;
+    }
     // Pooling makes instantiation cheap (slots are reused, not mapped anew). The counts bound
     // live instances across all filters; a Rust filter needs a few core instances each.
     let mut pool = wasmtime::PoolingAllocationConfig::default();
@@ -457,7 +489,7 @@ fn new_engine() -> wasmtime::Result<Engine> {
         .max_tables_per_component(8)
         .max_core_instances_per_component(16);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config)
+    config
 }
 
 fn link_host(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {

@@ -51,14 +51,14 @@ impl Counter {
     ///
     /// `name` and each label name must match `[a-z_][a-z0-9_]*`; `filter` is a reserved label.
     pub fn define(name: &str, help: &str, labels: &[&str]) -> Result<Counter, DefineError> {
-        raw::define_counter(name, help, &owned(labels))
+        raw::define_counter(name, help, labels)
             .map(Counter)
             .map_err(DefineError::from_raw)
     }
 
     /// Add `delta` to the series with these label values.
     pub fn add(self, label_values: &[&str], delta: u64) {
-        raw::counter_add(self.0, &owned(label_values), delta);
+        raw::counter_add(self.0, label_values, delta);
     }
 }
 
@@ -71,19 +71,19 @@ impl Gauge {
     ///
     /// Naming rules as for [`Counter::define`].
     pub fn define(name: &str, help: &str, labels: &[&str]) -> Result<Gauge, DefineError> {
-        raw::define_gauge(name, help, &owned(labels))
+        raw::define_gauge(name, help, labels)
             .map(Gauge)
             .map_err(DefineError::from_raw)
     }
 
     /// Set the series with these label values to `value`.
     pub fn set(self, label_values: &[&str], value: i64) {
-        raw::gauge_set(self.0, &owned(label_values), value);
+        raw::gauge_set(self.0, label_values, value);
     }
 
     /// Add `delta` (negative to subtract) to the series with these label values.
     pub fn add(self, label_values: &[&str], delta: i64) {
-        raw::gauge_add(self.0, &owned(label_values), delta);
+        raw::gauge_add(self.0, label_values, delta);
     }
 }
 
@@ -103,14 +103,14 @@ impl Histogram {
         labels: &[&str],
         buckets: &[f64],
     ) -> Result<Histogram, DefineError> {
-        raw::define_histogram(name, help, &owned(labels), buckets)
+        raw::define_histogram(name, help, labels, buckets)
             .map(Histogram)
             .map_err(DefineError::from_raw)
     }
 
     /// Record one observation in the series with these label values.
     pub fn observe(self, label_values: &[&str], value: f64) {
-        raw::histogram_observe(self.0, &owned(label_values), value);
+        raw::histogram_observe(self.0, label_values, value);
     }
 }
 
@@ -151,8 +151,3 @@ impl fmt::Display for DefineError {
 }
 
 impl std::error::Error for DefineError {}
-
-// The generated import functions take `list<string>` as `&[String]`.
-fn owned(strs: &[&str]) -> Vec<String> {
-    strs.iter().map(|s| (*s).to_owned()).collect()
-}

@@ -109,6 +109,28 @@ pub fn hs256_token() -> String {
 /// trip) → header-router (two rules that do not match) → fault-injection (0 % abort, header
 /// faults enabled but not requested).
 pub fn four_filters() -> String {
+    four_filters_from([
+        crate::guests::AUTHZ,
+        crate::guests::RATE_LIMIT,
+        crate::guests::HEADER_ROUTER,
+        crate::guests::FAULT_INJECTION,
+    ])
+}
+
+/// [`four_filters`] with the modules taken from `dir` (`authz.wasm`, `rate_limit.wasm`,
+/// `header_router.wasm`, `fault_injection.wasm`), say a build of the filters with another
+/// profile, to measure a guest-side change against the filters the tests build.
+pub fn four_filters_in(dir: &std::path::Path) -> String {
+    let module = |name: &str| dir.join(format!("{name}.wasm")).display().to_string();
+    four_filters_from([
+        &module("authz"),
+        &module("rate_limit"),
+        &module("header_router"),
+        &module("fault_injection"),
+    ])
+}
+
+fn four_filters_from([authz, rate_limit, header_router, fault_injection]: [&str; 4]) -> String {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     format!(
@@ -139,10 +161,6 @@ pub fn four_filters() -> String {
         config:
           abort: {{ status: 503, percentage: 0 }}
           header_faults: true"#,
-        authz = crate::guests::AUTHZ,
-        rate_limit = crate::guests::RATE_LIMIT,
-        header_router = crate::guests::HEADER_ROUTER,
-        fault_injection = crate::guests::FAULT_INJECTION,
         key = B64.encode(SECRET),
     )
 }

@@ -250,3 +250,22 @@ impl Drop for SingleThreadProxy {
         }
     }
 }
+
+/// Run the test named `test` (its path in the test binary, e.g. `runtime::some_test`) again,
+/// alone, in a child process of this test binary with the variables `env` set, and panic with
+/// its output unless it passed. For tests that measure the whole process (resident memory) or
+/// need environment variables other tests must not see: the test calls this when the first of
+/// `env`'s variables is unset, and does its work when it is.
+pub fn run_alone_in_child(test: &str, env: &[(&str, &str)]) {
+    let output = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the test in a child");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -43,7 +43,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore};
 use serde::Serialize;
-use weft_tests::bench::{four_filters, hs256_token, noop_filters, proxy_config};
+use weft_tests::bench::{four_filters, four_filters_in, hs256_token, noop_filters, proxy_config};
 use weft_tests::load::{self, BytesUpstream, FixedRate, Target};
 
 /// Measure weft against no proxy and against nginx.
@@ -58,6 +58,12 @@ struct Args {
     /// both alike.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// A folder with the four policy filters built another way (`authz.wasm`,
+    /// `rate_limit.wasm`, `header_router.wasm`, `fault_injection.wasm`), loaded by `base-4`
+    /// instead of the tests' builds: measures a guest-side change (SDK, filter code, build
+    /// profile) in the same rounds. Without `--baseline`, base-4 runs `--proxy`.
+    #[arg(long)]
+    baseline_guests: Option<PathBuf>,
     /// The `weft-controlplane` binary, the certificate authority of `pair-mtls` (default:
     /// beside `--proxy`).
     #[arg(long)]
@@ -327,12 +333,33 @@ fn run(args: &Args) -> anyhow::Result<()> {
             "weft, 16 no-op filters, 1 worker".into(),
         ),
     ];
-    let baseline: Vec<(&'static str, String, String)> = match &args.baseline {
+    if let Some(dir) = &args.baseline_guests {
+        for name in ["authz", "rate_limit", "header_router", "fault_injection"] {
+            let module = dir.join(format!("{name}.wasm"));
+            if !module.is_file() {
+                bail!("--baseline-guests: {}: no such file", module.display());
+            }
+        }
+    }
+    let base_four = match &args.baseline_guests {
+        Some(dir) => four_filters_in(dir),
+        None => four_filters(),
+    };
+    let baseline_binary = match (&args.baseline, &args.baseline_guests) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(_)) => Some(args.proxy.clone()),
+        (None, None) => None,
+    };
+    let baseline: Vec<(&'static str, String, String)> = match &baseline_binary {
         None => Vec::new(),
         Some(path) => {
             if !path.is_file() {
                 bail!("--baseline {}: no such file", path.display());
             }
+            let guests = match &args.baseline_guests {
+                Some(dir) => format!(", filters from {}", dir.display()),
+                None => String::new(),
+            };
             vec![
                 (
                     "base-0",
@@ -341,9 +368,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 ),
                 (
                     "base-4",
-                    four_filters(),
+                    base_four,
                     format!(
-                        "the baseline binary ({}), the four policy filters",
+                        "the baseline binary ({}), the four policy filters{guests}",
                         path.display()
                     ),
                 ),
@@ -354,7 +381,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         if !wanted(name) {
             continue;
         }
-        let binary = match (name.starts_with("base-"), &args.baseline) {
+        let binary = match (name.starts_with("base-"), &baseline_binary) {
             (true, Some(path)) => path,
             _ => &args.proxy,
         };

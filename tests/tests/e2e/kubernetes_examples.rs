@@ -159,18 +159,13 @@ fn the_sidecar_config_is_one_the_proxy_accepts() {
     // this test binary with the variables the downward API sets in the pod.
     if std::env::var_os(CHILD).is_none() {
         let test = "kubernetes_examples::the_sidecar_config_is_one_the_proxy_accepts";
-        let output = Command::new(std::env::current_exe().expect("this test binary"))
-            .args([test, "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD, "1")
-            .env("POD_NAME", POD_NAME)
-            .env("POD_NAMESPACE", "default")
-            .output()
-            .expect("run the check in a child");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.contains("1 passed"),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
+        weft_tests::run_alone_in_child(
+            test,
+            &[
+                (CHILD, "1"),
+                ("POD_NAME", POD_NAME),
+                ("POD_NAMESPACE", "default"),
+            ],
         );
         return;
     }

@@ -814,17 +814,7 @@ fn resident_bytes() -> u64 {
 fn huge_keys_cost_the_proxy_bounded_memory() {
     if std::env::var_os(MEMORY_CHILD).is_none() {
         let test = "rate_limit::huge_keys_cost_the_proxy_bounded_memory";
-        let output = std::process::Command::new(std::env::current_exe().expect("this test binary"))
-            .args([test, "--exact", "--nocapture", "--test-threads=1"])
-            .env(MEMORY_CHILD, "1")
-            .output()
-            .expect("run the measurement in a child");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.contains("1 passed"),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        weft_tests::run_alone_in_child(test, &[(MEMORY_CHILD, "1")]);
         return;
     }
     const WARM: usize = 50;
