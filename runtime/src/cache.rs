@@ -40,98 +40,66 @@ pub(crate) fn compile(
     digest: &str,
     bytes: &[u8],
 ) -> wasmtime::Result<Component> {
-    let Some(dir) = dir else {
-        let component = match compile_apart(engine, compiler, bytes)? {
-            // SAFETY: wasmtime requires bytes produced by `precompile_component` of a
-            // compatible engine: they were, a moment ago, by an engine whose compatibility
-            // hash `compile_apart` checked equals `engine`'s.
-            #[allow(unsafe_code)]
-            Some(compiled) => unsafe { Component::deserialize(engine, &compiled) },
-            None => Component::new(engine, bytes),
-        };
-        release_free_heap();
-        return component;
-    };
-    let path = dir.join(format!("{digest}-{}.cwasm", engine_key(engine)));
-    if path.exists() {
+    let path = dir.map(|dir| dir.join(format!("{digest}-{}.cwasm", engine_key(engine))));
+    if let Some(path) = path.as_deref().filter(|path| path.exists()) {
         // SAFETY: wasmtime requires that the file was produced by `Component::serialize` (or
         // `precompile_component`) of a compatible engine and not tampered with. We only ever
         // write this directory with such output (atomically, via rename), the name pins the
         // engine's compatibility hash, and the directory is as trusted as the proxy's own
         // binary.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(engine, &path) };
+        let loaded = unsafe { Component::deserialize_file(engine, path) };
         match loaded {
             Ok(component) => return Ok(component),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "ignoring unusable cached module");
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(path);
             }
         }
     }
-    let component = compile_and_store(engine, compiler, &path, bytes);
+    let component = compile_apart(engine, compiler, bytes).and_then(|compiled| {
+        if let Some(path) = &path {
+            match store(&compiled, path) {
+                // Loaded from the file, the code is mapped from the page cache: shared, and
+                // not counted as the proxy's private memory.
+                // SAFETY: as for a cached file; this one holds what was just compiled.
+                #[allow(unsafe_code)]
+                Ok(()) => return unsafe { Component::deserialize_file(engine, path) },
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled module");
+                }
+            }
+        }
+        // SAFETY: `compile_apart` produced these bytes a moment ago, with an engine whose
+        // compatibility hash equals `engine`'s (or with `engine` itself).
+        #[allow(unsafe_code)]
+        unsafe {
+            Component::deserialize(engine, &compiled)
+        }
+    });
     release_free_heap();
     component
 }
 
-/// Compile `bytes` and cache the result at `path`.
-fn compile_and_store(
-    engine: &Engine,
-    compiler: &Config,
-    path: &Path,
-    bytes: &[u8],
-) -> wasmtime::Result<Component> {
-    let Some(compiled) = compile_apart(engine, compiler, bytes)? else {
-        let component = Component::new(engine, bytes)?;
-        if let Err(e) = component
-            .serialize()
-            .map_err(std::io::Error::other)
-            .and_then(|compiled| store(&compiled, path))
-        {
-            tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled module");
-        }
-        return Ok(component);
-    };
-    match store(&compiled, path) {
-        // Loaded from the file, the code is mapped from the page cache: shared, and not
-        // counted as the proxy's private memory.
-        // SAFETY: as for a cached file; this one holds what `compile_apart` just produced.
-        #[allow(unsafe_code)]
-        Ok(()) => unsafe { Component::deserialize_file(engine, path) },
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled module");
-            // SAFETY: produced a moment ago by an engine `compile_apart` checked compatible.
-            #[allow(unsafe_code)]
-            unsafe {
-                Component::deserialize(engine, &compiled)
-            }
-        }
-    }
-}
-
-/// Compile `bytes` with an engine of its own, configured by `compiler`, and drop that engine:
-/// the serialized component, or `None` when that engine's output would not load in `engine`
-/// (their compatibility hashes differ), for the caller to compile in `engine` itself.
+/// Compile `bytes` into a serialized component for `engine`, with an engine of its own
+/// configured by `compiler` that is dropped right after — or with `engine` itself when that
+/// engine's output would not load in `engine` (their compatibility hashes differ).
 ///
 /// wasmtime keeps one cranelift context per compiling thread for its engine's lifetime, and
 /// those hold buffers sized for the largest function compiled: 27 MiB in use after the four
-/// policy filters, on top of the freed working set glibc keeps mapped. A proxy that compiled
-/// them at start (a new pod, whose cache is empty) idled at 51.6 MiB resident (32.8 MiB
-/// anonymous) where one that loaded them from the cache idled at 20.9 MiB. Dropping the
-/// compiling engine frees the contexts, and [`compile`] then has glibc return the free pages.
-fn compile_apart(
-    engine: &Engine,
-    compiler: &Config,
-    bytes: &[u8],
-) -> wasmtime::Result<Option<Vec<u8>>> {
+/// policy filters. A proxy that compiled them at start (a new pod, whose cache is empty) idled
+/// at 51.6 MiB resident where one that loaded them from the cache idled at 20.9 MiB. Dropping
+/// the compiling engine frees the contexts, and [`compile`] then has glibc return the free
+/// pages ([`crate::memory`] says why that needs fixed thresholds too).
+fn compile_apart(engine: &Engine, compiler: &Config, bytes: &[u8]) -> wasmtime::Result<Vec<u8>> {
     let apart = Engine::new(compiler)?;
     if engine_key(&apart) != engine_key(engine) {
         tracing::debug!(
             "the compiling engine's settings differ from the runtime's: compiling in the runtime's engine"
         );
-        return Ok(None);
+        return engine.precompile_component(bytes);
     }
-    apart.precompile_component(bytes).map(Some)
+    apart.precompile_component(bytes)
 }
 
 /// Give glibc's free heap pages back to the kernel: after a compile, tens of MiB of them, in

@@ -119,15 +119,20 @@ pub fn four_filters() -> String {
 
 /// [`four_filters`] with the modules taken from `dir` (`authz.wasm`, `rate_limit.wasm`,
 /// `header_router.wasm`, `fault_injection.wasm`), say a build of the filters with another
-/// profile, to measure a guest-side change against the filters the tests build.
-pub fn four_filters_in(dir: &std::path::Path) -> String {
-    let module = |name: &str| dir.join(format!("{name}.wasm")).display().to_string();
-    four_filters_from([
-        &module("authz"),
-        &module("rate_limit"),
-        &module("header_router"),
-        &module("fault_injection"),
-    ])
+/// profile, to measure a guest-side change against the filters the tests build. Fails naming
+/// the first module that is missing.
+pub fn four_filters_in(dir: &std::path::Path) -> anyhow::Result<String> {
+    let module = |name: &str| {
+        let path = dir.join(format!("{name}.wasm"));
+        anyhow::ensure!(path.is_file(), "{}: no such file", path.display());
+        Ok(path.display().to_string())
+    };
+    Ok(four_filters_from([
+        &module("authz")?,
+        &module("rate_limit")?,
+        &module("header_router")?,
+        &module("fault_injection")?,
+    ]))
 }
 
 fn four_filters_from([authz, rate_limit, header_router, fault_injection]: [&str; 4]) -> String {

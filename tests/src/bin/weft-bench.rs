@@ -333,16 +333,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
             "weft, 16 no-op filters, 1 worker".into(),
         ),
     ];
-    if let Some(dir) = &args.baseline_guests {
-        for name in ["authz", "rate_limit", "header_router", "fault_injection"] {
-            let module = dir.join(format!("{name}.wasm"));
-            if !module.is_file() {
-                bail!("--baseline-guests: {}: no such file", module.display());
-            }
-        }
-    }
     let base_four = match &args.baseline_guests {
-        Some(dir) => four_filters_in(dir),
+        Some(dir) => four_filters_in(dir).context("--baseline-guests")?,
         None => four_filters(),
     };
     let baseline_binary = match (&args.baseline, &args.baseline_guests) {
