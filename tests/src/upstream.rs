@@ -54,6 +54,8 @@ pub struct Upstream {
 #[derive(Debug)]
 struct State {
     requests: AtomicUsize,
+    connections: AtomicUsize,
+    open: AtomicUsize,
     streams_finished: AtomicUsize,
     release: watch::Sender<bool>,
 }
@@ -65,6 +67,8 @@ impl Upstream {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             requests: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
             streams_finished: AtomicUsize::new(0),
             release: watch::Sender::new(false),
         });
@@ -72,13 +76,19 @@ impl Upstream {
             let state = state.clone();
             move |stream| {
                 let state = state.clone();
+                state.connections.fetch_add(1, Ordering::SeqCst);
+                state.open.fetch_add(1, Ordering::SeqCst);
                 async move {
-                    let service = service_fn(move |req| handle(state.clone(), req));
+                    let service = service_fn({
+                        let state = state.clone();
+                        move |req| handle(state.clone(), req)
+                    });
                     // Errors here are the client's (a proxy resetting a stream, say): nothing
                     // for the upstream to report.
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
+                    state.open.fetch_sub(1, Ordering::SeqCst);
                 }
             }
         });
@@ -97,6 +107,16 @@ impl Upstream {
     /// How many requests (on any path) have reached the upstream so far.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// How many connections the upstream has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many of those are still open (the client has not closed them).
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(Ordering::SeqCst)
     }
 
     /// How many `/stream/<n>` responses have handed their last chunk to the connection.

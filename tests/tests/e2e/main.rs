@@ -29,6 +29,7 @@ mod rate_limit;
 mod reload;
 mod resilience;
 mod runtime;
+mod upstream_pool;
 
 use std::net::SocketAddr;
 
