@@ -25,7 +25,7 @@ pub use grpc::{EchoClient, EchoReply, EchoRequest, EchoService, echo_client};
 pub use metrics::{Scrape, metric, scrape};
 pub use proxy::{
     CONFIG_FILE, SingleThreadProxy, TestProxy, error_chain, proxy_config_error, proxy_start_error,
-    run_alone_in_child, start_proxy, startup_error,
+    ran_alone_in_child, start_proxy, startup_error,
 };
 pub use scripted::{
     Behaviour, HEALTH_PATH, ScriptedUpstream, UPSTREAM_HEADER, one_upstream_config, tally, wait_for,

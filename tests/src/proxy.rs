@@ -251,12 +251,21 @@ impl Drop for SingleThreadProxy {
     }
 }
 
-/// Run the test named `test` (its path in the test binary, e.g. `runtime::some_test`) again,
-/// alone, in a child process of this test binary with the variables `env` set, and panic with
-/// its output unless it passed. For tests that measure the whole process (resident memory) or
-/// need environment variables other tests must not see: the test calls this when the first of
-/// `env`'s variables is unset, and does its work when it is.
-pub fn run_alone_in_child(test: &str, env: &[(&str, &str)]) {
+/// Whether this is the parent of a test that runs alone, in a child process of this test
+/// binary with the variables `env` set: for tests that measure the whole process (resident
+/// memory) or need environment variables other tests must not see.
+///
+/// When the first of `env`'s variables is unset this is the parent: it runs the test named
+/// `test` (its path in the test binary, e.g. `runtime::some_test`) in the child, panics with
+/// the child's output unless it passed, and returns true, and the test returns. In the child
+/// it returns false and the test does its work.
+pub fn ran_alone_in_child(test: &str, env: &[(&str, &str)]) -> bool {
+    if env
+        .first()
+        .is_some_and(|(name, _)| std::env::var_os(name).is_some())
+    {
+        return false;
+    }
     let output = std::process::Command::new(std::env::current_exe().expect("this test binary"))
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .envs(env.iter().copied())
@@ -268,4 +277,5 @@ pub fn run_alone_in_child(test: &str, env: &[(&str, &str)]) {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    true
 }

@@ -157,16 +157,14 @@ fn the_sidecar_config_is_one_the_proxy_accepts() {
     // does not give them, as this one does not. A test may not set environment variables
     // (other tests run on other threads), so this check runs again in a child process of
     // this test binary with the variables the downward API sets in the pod.
-    if std::env::var_os(CHILD).is_none() {
-        let test = "kubernetes_examples::the_sidecar_config_is_one_the_proxy_accepts";
-        weft_tests::run_alone_in_child(
-            test,
-            &[
-                (CHILD, "1"),
-                ("POD_NAME", POD_NAME),
-                ("POD_NAMESPACE", "default"),
-            ],
-        );
+    if weft_tests::ran_alone_in_child(
+        "kubernetes_examples::the_sidecar_config_is_one_the_proxy_accepts",
+        &[
+            (CHILD, "1"),
+            ("POD_NAME", POD_NAME),
+            ("POD_NAMESPACE", "default"),
+        ],
+    ) {
         return;
     }
 

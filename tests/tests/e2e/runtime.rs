@@ -164,9 +164,10 @@ fn anonymous_resident_bytes() -> u64 {
 /// this test (other tests would move the number), set up as `weft-proxy`'s `main` does.
 #[test]
 fn compiling_filters_leaves_no_compiler_heap_resident() {
-    if std::env::var_os(MEMORY_CHILD).is_none() {
-        let test = "runtime::compiling_filters_leaves_no_compiler_heap_resident";
-        weft_tests::run_alone_in_child(test, &[(MEMORY_CHILD, "1")]);
+    if weft_tests::ran_alone_in_child(
+        "runtime::compiling_filters_leaves_no_compiler_heap_resident",
+        &[(MEMORY_CHILD, "1")],
+    ) {
         return;
     }
     weft_runtime::memory::return_freed_memory();

@@ -124,17 +124,24 @@ async fn all_closed(upstream: &Upstream, what: &str) -> anyhow::Result<()> {
     .await
 }
 
+/// The connections [`closing_server`] accepted, and those it closed.
+#[derive(Default)]
+struct Counts {
+    accepted: AtomicUsize,
+    closed: AtomicUsize,
+}
+
 /// An HTTP/1.1 server that answers each connection's first request with a keep-alive 200 and
 /// then closes the connection, as a server whose keep-alive timeout is shorter than the
-/// proxy's does. Counts the connections it accepted, and those it closed.
-async fn closing_server() -> anyhow::Result<(std::net::SocketAddr, Arc<[AtomicUsize; 2]>)> {
+/// proxy's does.
+async fn closing_server() -> anyhow::Result<(std::net::SocketAddr, Arc<Counts>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let counts = Arc::new(Counts::default());
     let count = counts.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            count[0].fetch_add(1, Ordering::SeqCst);
+            count.accepted.fetch_add(1, Ordering::SeqCst);
             let count = count.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
@@ -150,7 +157,7 @@ async fn closing_server() -> anyhow::Result<(std::net::SocketAddr, Arc<[AtomicUs
                     .await;
                 // Closed once the response is out: no `connection: close` warned of it.
                 drop(stream);
-                count[1].fetch_add(1, Ordering::SeqCst);
+                count.closed.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
@@ -184,7 +191,7 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_reused() -> anyhow::
         // The server has closed the connection; give the proxy a moment to see it while the
         // connection is idle (a close racing a new request is another case, for retries).
         wait_for(Duration::from_secs(5), "the server to close", || async {
-            match counts[1].load(Ordering::SeqCst) {
+            match counts.closed.load(Ordering::SeqCst) {
                 n if n == i => Ok(()),
                 n => Err(format!("{n} closed")),
             }
@@ -193,7 +200,7 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_reused() -> anyhow::
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        counts[0].load(Ordering::SeqCst),
+        counts.accepted.load(Ordering::SeqCst),
         5,
         "one connection per request"
     );
