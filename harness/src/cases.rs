@@ -19,6 +19,12 @@
 //!     advance: 1h
 //!     request: { path: /api }
 //!     expect: { action: continue }
+//!   - name: a filter that calls out gets the case's fake answer
+//!     request: { path: /orders, headers: { authorization: Bearer t } }
+//!     calls:                     # answers by upstream name, for the `call` action
+//!       authz: { status: 403, headers: { www-authenticate: Bearer }, body: "no\n" }
+//!       flags: { error: timeout }  # or unknown_upstream, unavailable, response_too_large, ...
+//!     expect: { action: respond, status: 403, calls: ["GET authz /check/orders"] }
 //! ```
 //!
 //! Cases run in order on one harness, so state (token buckets, caches) carries from one to the
@@ -35,7 +41,9 @@ use serde::{Deserialize, Deserializer};
 
 use weft_yaml::{ConfigError, parse_yaml};
 
-use crate::harness::{Harness, ResponseHead, TestRequest, Verdict, response};
+use crate::harness::{
+    CallError, CallResponse, Harness, ResponseHead, TestRequest, Verdict, response,
+};
 
 /// A cases file.
 #[derive(Debug, Deserialize)]
@@ -67,6 +75,10 @@ pub struct Case {
     pub request: CaseRequest,
     /// The upstream's response, if the case runs the response hook too.
     pub response: Option<CaseResponse>,
+    /// Answers to the filter's outbound calls (the `call` action), by upstream name. A call to
+    /// an upstream not listed fails with `unavailable`.
+    #[serde(default)]
+    pub calls: BTreeMap<String, CaseCallAnswer>,
     /// What the filter should have done.
     #[serde(default)]
     pub expect: Expect,
@@ -136,6 +148,77 @@ pub struct CaseResponse {
     pub body: Option<String>,
 }
 
+/// How the harness answers one upstream's calls: a response, or an error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a call answer: `status` (with `headers`, `body`) or `error`"
+)]
+pub struct CaseCallAnswer {
+    /// The status of the answer.
+    pub status: Option<u16>,
+    /// Its headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Its body.
+    #[serde(default)]
+    pub body: String,
+    /// Instead of an answer, this error: `unknown_upstream`, `invalid_request`, `timeout`,
+    /// `response_too_large`, `too_many_calls` or `unavailable`.
+    pub error: Option<CaseCallError>,
+}
+
+/// A call's failure in a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseCallError {
+    /// No such upstream.
+    UnknownUpstream,
+    /// The request was invalid.
+    InvalidRequest,
+    /// No answer in time.
+    Timeout,
+    /// The answer was too large.
+    ResponseTooLarge,
+    /// Too many calls in flight.
+    TooManyCalls,
+    /// The upstream was unreachable.
+    Unavailable,
+}
+
+impl CaseCallAnswer {
+    fn answer(&self, upstream: &str) -> Result<CallResponse, CallError> {
+        if let Some(error) = self.error {
+            let what = format!("declared by the case for {upstream:?}");
+            return Err(match error {
+                CaseCallError::UnknownUpstream => CallError::UnknownUpstream(upstream.to_owned()),
+                CaseCallError::InvalidRequest => CallError::InvalidRequest(what),
+                CaseCallError::Timeout => CallError::Timeout,
+                CaseCallError::ResponseTooLarge => CallError::ResponseTooLarge,
+                CaseCallError::TooManyCalls => CallError::TooManyCalls,
+                CaseCallError::Unavailable => CallError::Unavailable(what),
+            });
+        }
+        let status = StatusCode::from_u16(self.status.unwrap_or(200)).map_err(|_| {
+            CallError::InvalidRequest(format!("the case's status for {upstream:?}"))
+        })?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &self.headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(n, v);
+            }
+        }
+        Ok(CallResponse {
+            status,
+            headers,
+            body: Bytes::from(self.body.clone()),
+        })
+    }
+}
+
 /// What the filter should do. Only what is given is checked.
 #[derive(Debug, Default, Deserialize)]
 #[serde(
@@ -174,6 +257,8 @@ pub struct Expect {
     /// Text the filter's failure (trap, timeout, invalid action) must contain: the case
     /// expects the filter to fail.
     pub failure: Option<String>,
+    /// The calls the filter made, in order, each as `METHOD upstream path`.
+    pub calls: Option<Vec<String>>,
 }
 
 /// What the filter did with the request.
@@ -353,6 +438,15 @@ fn run_case(harness: &Harness, case: &Case) -> Vec<Mismatch> {
         harness.advance(by);
     }
     harness.take_logs();
+    harness.take_calls();
+    let answers = case.calls.clone();
+    harness.answer_calls(move |call| match answers.get(&*call.upstream) {
+        Some(answer) => answer.answer(&call.upstream),
+        None => Err(CallError::Unavailable(format!(
+            "the case declares no answer for calls to {:?} (`calls:`)",
+            call.upstream
+        ))),
+    });
     let expect = &case.expect;
 
     // The request hook, then the response hook if the request went on and the case has a
@@ -407,6 +501,8 @@ fn run_case(harness: &Harness, case: &Case) -> Vec<Mismatch> {
             client = Some(head_of(&local));
             Ok((ActionKind::Respond, None))
         }
+        // The harness settles calls before it returns a verdict.
+        Ok(Verdict::Call(_)) => Err("a call was left unanswered".to_owned()),
         Ok(Verdict::Delay(d, then)) => {
             if let Some(local) = &then {
                 body = Some(text(local.body()));
@@ -498,6 +594,16 @@ fn run_case(harness: &Harness, case: &Case) -> Vec<Mismatch> {
             want.clone(),
             show_opt(request.chosen_upstream()),
         );
+    }
+    if let Some(want) = &expect.calls {
+        let made: Vec<String> = harness
+            .take_calls()
+            .iter()
+            .map(|c| format!("{} {} {}", c.method, c.upstream, c.path))
+            .collect();
+        if &made != want {
+            out.push("calls", format!("{want:?}"), format!("{made:?}"));
+        }
     }
     for (name, want) in &expect.request_headers {
         let got = request.head.headers.get(name.as_str()).map(show_value);

@@ -39,14 +39,24 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version}
 use weft_runtime::{Direction, FailurePolicy, Isolation};
 use weft_runtime::{
     FilterSpec, Lease, LoadedFilter, LogSink, ManualClock, Runtime, RuntimeOptions, SeededEntropy,
-    block_on,
+    block_on, lock,
 };
 
 /// What the harness's methods take and return, from the proxy's runtime.
 pub use weft_runtime::{
-    Directives, FilterFailure, LoadError, LogLevel, RequestHead, RequestInfo, ResponseHead,
-    SentRequest, Verdict,
+    CallError, CallRequest, CallResponse, Directives, FilterFailure, LoadError, LogLevel,
+    RequestHead, RequestInfo, ResponseHead, SentRequest, Verdict,
 };
+
+/// How the harness answers a filter's outbound calls ([`Harness::answer_calls`]).
+pub type CallAnswer = dyn Fn(&CallRequest) -> Result<CallResponse, CallError> + Send + Sync;
+
+/// The calls a filter made, and how they are answered.
+#[derive(Default)]
+struct Calls {
+    answer: Option<Arc<CallAnswer>>,
+    made: Vec<CallRequest>,
+}
 
 /// One configured filter on a runtime of its own, with a manual clock, seeded randomness and
 /// a log recorder.
@@ -56,6 +66,7 @@ pub struct Harness {
     clock: Arc<ManualClock>,
     metrics: Arc<FilterMetrics>,
     logs: Arc<LogRecorder>,
+    calls: Arc<Mutex<Calls>>,
 }
 
 /// The seed randomness follows unless [`Builder::seed`] says otherwise.
@@ -142,6 +153,7 @@ impl Builder {
             clock,
             metrics,
             logs,
+            calls: Arc::default(),
         })
     }
 }
@@ -212,7 +224,58 @@ impl Harness {
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
             logs: self.logs.clone(),
+            calls: self.calls.clone(),
         }
+    }
+
+    /// Answer the filter's outbound calls ([`Verdict::Call`]) with `answer`, as a fake
+    /// upstream would; the harness then calls `on-call-response` with the answer, as the
+    /// proxy does. Without an answer, calls fail with [`CallError::Unavailable`].
+    pub fn answer_calls(
+        &self,
+        answer: impl Fn(&CallRequest) -> Result<CallResponse, CallError> + Send + Sync + 'static,
+    ) {
+        lock(&self.calls).answer = Some(Arc::new(answer));
+    }
+
+    /// The calls the filter made so far, in order; clears the record.
+    pub fn take_calls(&self) -> Vec<CallRequest> {
+        std::mem::take(&mut lock(&self.calls).made)
+    }
+
+    /// Make the calls a request hook asked for, hand each result to `on-call-response`, and
+    /// return the verdict that takes the hook's place.
+    fn settle_calls(
+        &self,
+        lease: &mut Lease,
+        request: &mut TestRequest,
+        mut verdict: Result<Verdict, FilterFailure>,
+    ) -> Result<Verdict, FilterFailure> {
+        while let Ok(Verdict::Call(call)) = verdict {
+            let result = call.and_then(|call| {
+                let answer = {
+                    let mut calls = lock(&self.calls);
+                    calls.made.push(call.clone());
+                    calls.answer.clone()
+                };
+                match answer {
+                    Some(answer) => answer(&call),
+                    None => Err(CallError::Unavailable(format!(
+                        "the harness has no answer for calls to {:?} (Harness::answer_calls)",
+                        call.upstream
+                    ))),
+                }
+            });
+            self.filter.record_call("harness", &result);
+            verdict = block_on(self.filter.on_call_response(
+                lease,
+                &mut request.head,
+                &mut request.directives,
+                &request.info,
+                result,
+            ));
+        }
+        verdict
     }
 
     /// The loaded filter.
@@ -231,12 +294,16 @@ impl Harness {
         if !self.filter.hooks().request_headers {
             return Ok(Verdict::Continue);
         }
-        block_on(self.filter.on_request_headers(
-            &mut Lease::default(),
+        let mut lease = Lease::with_state(request.state.take());
+        let verdict = block_on(self.filter.on_request_headers(
+            &mut lease,
             &mut request.head,
             &mut request.directives,
             &request.info,
-        ))
+        ));
+        let verdict = self.settle_calls(&mut lease, request, verdict);
+        *request.state.get_mut() = lease.take_state();
+        verdict
     }
 
     /// Run `on-request-body` on the whole request `body`, which keeps the filter's
@@ -249,13 +316,17 @@ impl Harness {
         if !self.filter.hooks().request_body {
             return Ok(Verdict::Continue);
         }
-        block_on(self.filter.on_request_body(
-            &mut Lease::default(),
+        let mut lease = Lease::with_state(request.state.take());
+        let verdict = block_on(self.filter.on_request_body(
+            &mut lease,
             &mut request.head,
             &mut request.directives,
             &request.info,
             body,
-        ))
+        ));
+        let verdict = self.settle_calls(&mut lease, request, verdict);
+        *request.state.get_mut() = lease.take_state();
+        verdict
     }
 
     /// Run `on-response-headers` for `request` on `response`, which keeps the filter's edits.
@@ -268,12 +339,15 @@ impl Harness {
         if !self.filter.hooks().response_headers {
             return Ok(Verdict::Continue);
         }
-        block_on(self.filter.on_response_headers(
-            &mut Lease::default(),
+        let mut lease = Lease::with_state(request.state.take());
+        let verdict = block_on(self.filter.on_response_headers(
+            &mut lease,
             &Arc::new(request.sent()),
             &request.info,
             response,
-        ))
+        ));
+        request.state.replace(lease.take_state());
+        verdict
     }
 
     /// Run `on-response-body` for `request` on `response` and its whole `body`, which keep the
@@ -287,13 +361,16 @@ impl Harness {
         if !self.filter.hooks().response_body {
             return Ok(Verdict::Continue);
         }
-        block_on(self.filter.on_response_body(
-            &mut Lease::default(),
+        let mut lease = Lease::with_state(request.state.take());
+        let verdict = block_on(self.filter.on_response_body(
+            &mut lease,
             &Arc::new(request.sent()),
             &request.info,
             response,
             body,
-        ))
+        ));
+        request.state.replace(lease.take_state());
+        verdict
     }
 
     /// Run `on-request-headers` and say what the verdict was.
@@ -357,6 +434,9 @@ pub struct TestRequest {
     pub directives: Directives,
     /// Client address, listener, route.
     pub info: RequestInfo,
+    /// The filter's state for this request (`request.state`), carried from hook to hook as
+    /// the proxy carries it.
+    pub state: std::cell::RefCell<Option<Vec<u8>>>,
 }
 
 impl TestRequest {
@@ -384,6 +464,7 @@ impl TestRequest {
             head,
             directives,
             info,
+            state: std::cell::RefCell::new(None),
         }
     }
 
@@ -495,6 +576,8 @@ impl From<&Verdict> for Decision {
             Verdict::Respond(r) => Decision::Respond(r.status().as_u16()),
             Verdict::Delay(d, None) => Decision::Delay(*d),
             Verdict::Delay(d, Some(r)) => Decision::DelayThenRespond(*d, r.status().as_u16()),
+            // The harness makes calls itself and returns the verdict that follows them.
+            Verdict::Call(_) => Decision::Continue,
         }
     }
 }

@@ -100,6 +100,7 @@ impl Builder {
             caps: FilterCaps {
                 max_concurrent_calls: config.limits.max_concurrent_calls_per_filter,
                 max_active_delays: config.limits.max_active_delays_per_filter,
+                max_outbound_calls: config.limits.max_outbound_calls_per_filter,
             },
             ..defaults
         };

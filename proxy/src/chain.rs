@@ -8,7 +8,9 @@ use weft_runtime::{
     Directives, FilterFailure, Lease, LoadedFilter, RequestHead, RequestInfo, ResponseHead,
     SentRequest, Verdict,
 };
-use weft_runtime::{FailurePolicy, Isolation};
+use weft_runtime::{FailureKind, FailurePolicy, Hook, Isolation};
+
+use crate::outbound::Outbound;
 
 /// One filter in a chain, with the requests it is limited to.
 #[derive(Debug, Clone)]
@@ -89,9 +91,11 @@ impl Chain {
     }
 
     /// Instances held for one request, and which filters it skips; allocates only when a
-    /// filter is isolated per request or limited to some requests.
+    /// filter is isolated per request or limited to some requests (or, later, when a filter
+    /// attaches state to the request or makes a call).
     pub(crate) fn leases(&self, head: &RequestHead) -> Leases {
         Leases {
+            len: self.filters.len(),
             held: if self.per_request {
                 (0..self.filters.len()).map(|_| Lease::default()).collect()
             } else {
@@ -112,12 +116,15 @@ impl Chain {
     /// Run `phase` over the filters that declared its hook, in chain order (request phases)
     /// or in reverse (response phases), stopping at the first local reply or fail-closed
     /// failure. A delay holds this request (and only it) on a timer where it was asked for,
-    /// then the chain goes on, or answers with the delay's response. Fail-open failures skip
-    /// the filter.
+    /// then the chain goes on, or answers with the delay's response. A call is sent through
+    /// `outbound` while the request waits (holding no instance), and the filter's
+    /// `on-call-response` verdict takes the place of the hook's. Fail-open failures skip the
+    /// filter.
     pub(crate) async fn run(
         &self,
         leases: &mut Leases,
         info: &RequestInfo,
+        outbound: &Outbound<'_>,
         mut phase: Phase<'_>,
     ) -> Outcome {
         let n = self.filters.len();
@@ -129,7 +136,7 @@ impl Chain {
                 continue;
             }
             let lease = leases.get(i);
-            let verdict = match &mut phase {
+            let mut verdict = match &mut phase {
                 Phase::RequestHeaders { head, directives } => {
                     filter
                         .on_request_headers(lease, head, directives, info)
@@ -157,8 +164,32 @@ impl Chain {
                         .await
                 }
             };
+            while let Ok(Verdict::Call(call)) = verdict {
+                let result = outbound.call(filter, call).await;
+                verdict = match &mut phase {
+                    Phase::RequestHeaders { head, directives }
+                    | Phase::RequestBody {
+                        head, directives, ..
+                    } => {
+                        filter
+                            .on_call_response(lease, head, directives, info, result)
+                            .await
+                    }
+                    // The runtime refuses `call` from response hooks.
+                    Phase::ResponseHeaders { .. } | Phase::ResponseBody { .. } => {
+                        Err(FilterFailure {
+                            filter: filter.name().clone(),
+                            hook: Hook::CallResponse,
+                            kind: FailureKind::InvalidAction,
+                            message: "`call` from a response hook".into(),
+                        })
+                    }
+                };
+            }
+            leases.keep(i);
             match verdict {
-                Ok(Verdict::Continue) => {}
+                // A call never gets here: the loop above makes calls until another verdict.
+                Ok(Verdict::Continue | Verdict::Call(_)) => {}
                 Ok(Verdict::Respond(r)) => return Outcome::Respond(r),
                 Ok(Verdict::Delay(duration, then)) => {
                     // Over the filter's cap of held requests the delay is skipped (and
@@ -229,8 +260,11 @@ impl Phase<'_> {
     }
 }
 
-/// The instances one request holds, for filters isolated per request.
+/// What one request holds of its filters: instances for filters isolated per request, state
+/// filters attached to it, their calls. One [`Lease`] per filter once any holds something;
+/// until then a single scratch lease serves every call.
 pub(crate) struct Leases {
+    len: usize,
     held: Vec<Lease>,
     /// Per filter: true when this request is outside the filter's match. Empty: none is.
     skip: Vec<bool>,
@@ -246,6 +280,17 @@ impl Leases {
         match self.held.get_mut(i) {
             Some(lease) => lease,
             None => &mut self.scratch,
+        }
+    }
+
+    /// After filter `i`'s calls: when the scratch lease now holds something of the request
+    /// (state, calls made), give every filter its own lease and keep it there.
+    fn keep(&mut self, i: usize) {
+        if self.held.is_empty() && self.scratch.holds_anything() {
+            self.held = (0..self.len).map(|_| Lease::default()).collect();
+            if let Some(lease) = self.held.get_mut(i) {
+                *lease = std::mem::take(&mut self.scratch);
+            }
         }
     }
 }

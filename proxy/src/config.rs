@@ -40,6 +40,8 @@
 //!                                      # past 1 ms) in progress at once; more get its failure policy
 //!   max_active_delays_per_filter: 1024 # default 1024; requests a filter holds in `delay`
 //!                                      # actions at once; further delays are skipped
+//!   max_outbound_calls_per_filter: 1024 # default 1024; `call`s of a filter in flight at
+//!                                      # once; more get `too-many-calls`
 //! listeners:                           # at least one
 //!   - name: ingress                    # unique; letters, digits, '_', '.', '-'
 //!     address: 0.0.0.0:8080            # IP:port, unique (port 0 picks a free port)
@@ -100,7 +102,7 @@
 //!
 //! [`Config::load`] reads a file; every error names the file, the line and column, and the
 //! field, like
-//! `weft.yaml:73:19: listeners[0].routes[0].upstream: unknown upstream "bilings" (known: app, billing, reviews)`.
+//! `weft.yaml:75:19: listeners[0].routes[0].upstream: unknown upstream "bilings" (known: app, billing, reviews)`.
 //!
 //! Parsing happens in two steps: serde reads the file into the private `Raw*` structs, which
 //! reject unknown keys and wrong types; then [`Config::from_yaml`] converts those into the public
@@ -284,6 +286,9 @@ pub struct Limits {
     /// `weft_filter_delays_overflow_total`. Default 1024 (Envoy's fault filter:
     /// `max_active_faults`).
     pub max_active_delays_per_filter: u32,
+    /// Outbound calls (the `call` action) one filter may have in flight at once; more get
+    /// `too-many-calls` at once. Default 1024.
+    pub max_outbound_calls_per_filter: u32,
 }
 
 impl Default for Limits {
@@ -301,6 +306,7 @@ impl Default for Limits {
             http2_max_premature_resets: 100,
             max_concurrent_calls_per_filter: 1024,
             max_active_delays_per_filter: 1024,
+            max_outbound_calls_per_filter: 1024,
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::discovery::Registry;
 use crate::mesh::Peer;
 use crate::metrics::{RetryReason, RetrySkipped};
 use crate::normalize;
+use crate::outbound::Outbound;
 use crate::respond::{self, Refusal};
 use crate::route::{self, Choice, ListenerState, Route, Target};
 use crate::upstream::{self, Upstream};
@@ -242,12 +243,17 @@ impl<'a> Exchange<'a> {
     ) -> Result<ProxyBody, Early> {
         let chain = &self.route.chain;
         let limits = &self.listener.limits;
+        let outbound = self.outbound();
         if chain.request_headers {
             let phase = Phase::RequestHeaders {
                 head: &mut *head,
                 directives: &mut self.directives,
             };
-            Result::from(chain.run(&mut self.leases, &self.info, phase).await)?;
+            Result::from(
+                chain
+                    .run(&mut self.leases, &self.info, &outbound, phase)
+                    .await,
+            )?;
         }
 
         let declared_len = head
@@ -284,10 +290,22 @@ impl<'a> Exchange<'a> {
             directives: &mut self.directives,
             body: &mut bytes,
         };
-        Result::from(chain.run(&mut self.leases, &self.info, phase).await)?;
+        Result::from(
+            chain
+                .run(&mut self.leases, &self.info, &outbound, phase)
+                .await,
+        )?;
         head.headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         Ok(body::with_trailers(bytes, trailers))
+    }
+
+    /// Where filters' calls go.
+    fn outbound(&self) -> Outbound<'a> {
+        Outbound {
+            table: self.table,
+            listener: self.listener,
+        }
     }
 
     /// The upstream a filter named instead of the route's choice.
@@ -507,12 +525,17 @@ impl<'a> Exchange<'a> {
         upstream: &Upstream,
     ) -> Result<Response<ProxyBody>, Early> {
         let chain = &self.route.chain;
+        let outbound = self.outbound();
         if chain.response_headers {
             let phase = Phase::ResponseHeaders {
                 request,
                 head: &mut rhead,
             };
-            Result::from(chain.run(&mut self.leases, &self.info, phase).await)?;
+            Result::from(
+                chain
+                    .run(&mut self.leases, &self.info, &outbound, phase)
+                    .await,
+            )?;
         }
         if !chain.response_body {
             return Ok(finish(
@@ -545,7 +568,11 @@ impl<'a> Exchange<'a> {
             head: &mut rhead,
             body: &mut bytes,
         };
-        Result::from(chain.run(&mut self.leases, &self.info, phase).await)?;
+        Result::from(
+            chain
+                .run(&mut self.leases, &self.info, &outbound, phase)
+                .await,
+        )?;
         rhead
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));

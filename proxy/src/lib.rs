@@ -40,6 +40,7 @@ mod identity;
 mod lifecycle;
 mod mesh;
 mod normalize;
+mod outbound;
 mod reload;
 mod respond;
 mod route;

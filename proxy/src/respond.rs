@@ -146,7 +146,7 @@ impl Refusal {
     }
 
     /// The body's text, without the `weft: ` prefix.
-    fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Refusal::Malformed(refused) => refused.to_string(),
             Refusal::NoRoute => "no route matched".to_owned(),

@@ -27,6 +27,9 @@ pub struct FilterCaps {
     pub max_concurrent_calls: u32,
     /// Requests one filter may hold in a `delay` at once; over it the delay is skipped.
     pub max_active_delays: u32,
+    /// Outbound calls (the `call` action) one filter may have in flight at once; over it a
+    /// call gets `too-many-calls`.
+    pub max_outbound_calls: u32,
 }
 
 impl Default for FilterCaps {
@@ -34,6 +37,7 @@ impl Default for FilterCaps {
         Self {
             max_concurrent_calls: 1024,
             max_active_delays: 1024,
+            max_outbound_calls: 1024,
         }
     }
 }
@@ -56,13 +60,14 @@ pub(crate) struct Health {
     /// Per hook (in `Hook::index` order): overruns since its last call that
     /// finished in time. Per hook, so that a spinning request hook is not excused by the
     /// quick response hooks of the same requests.
-    overruns: [AtomicU32; 4],
+    overruns: [AtomicU32; 5],
     /// Milliseconds since `origin` until which the breaker is open; 0: closed.
     open_until: AtomicU64,
     /// How many times in a row the breaker opened (the backoff's exponent).
     openings: AtomicU32,
     in_progress: AtomicU32,
     delays: AtomicU32,
+    calls: AtomicU32,
     /// Milliseconds since `origin` before which no failure line is written.
     next_log: AtomicU64,
     suppressed: AtomicU64,
@@ -79,6 +84,7 @@ impl Health {
             openings: AtomicU32::new(0),
             in_progress: AtomicU32::new(0),
             delays: AtomicU32::new(0),
+            calls: AtomicU32::new(0),
             next_log: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
         }
@@ -180,6 +186,13 @@ impl Health {
         Some(guard)
     }
 
+    /// Count one more outbound call in flight, or `None` when the filter has its maximum.
+    pub(crate) fn hold_call(&self) -> Option<OutboundGuard<'_>> {
+        let before = self.calls.fetch_add(1, Ordering::AcqRel);
+        let guard = OutboundGuard(self);
+        (before < self.caps.max_outbound_calls).then_some(guard)
+    }
+
     /// Whether a failure line may be written now; `Some(n)` with the lines suppressed since
     /// the last one.
     pub(crate) fn log_admits(&self) -> Option<u64> {
@@ -221,6 +234,16 @@ pub struct DelayGuard<'a>(&'a Health);
 impl Drop for DelayGuard<'_> {
     fn drop(&mut self) {
         self.0.delays.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An outbound call in flight.
+#[derive(Debug)]
+pub struct OutboundGuard<'a>(&'a Health);
+
+impl Drop for OutboundGuard<'_> {
+    fn drop(&mut self) {
+        self.0.calls.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -275,6 +298,7 @@ mod tests {
         let h = health(FilterCaps {
             max_concurrent_calls: 2,
             max_active_delays: 1,
+            max_outbound_calls: 1,
         });
         let a = h.enter().expect("first");
         let b = h.enter().expect("second");
@@ -286,6 +310,11 @@ mod tests {
         assert!(h.hold_delay().is_none(), "over the cap");
         drop(held);
         assert!(h.hold_delay().is_some());
+
+        let call = h.hold_call().expect("first call");
+        assert!(h.hold_call().is_none(), "over the cap");
+        drop(call);
+        assert!(h.hold_call().is_some(), "a slot is free again");
     }
 
     #[test]

@@ -24,11 +24,13 @@
 
 mod bindings;
 pub mod cache;
+mod contract;
 pub mod health;
 pub mod hop;
 pub(crate) mod host;
 pub mod memory;
 pub mod metrics;
+pub mod outbound;
 pub mod policy;
 
 use std::fmt;
@@ -44,15 +46,19 @@ use prometheus_client::metrics::counter::Counter;
 use wasmtime::component::{InstancePre, Linker, Resource};
 use wasmtime::{Engine, Store, Trap};
 
+use self::bindings::Filter;
 use self::bindings::weft::filter::http as wit;
-use self::bindings::{Filter, FilterIndices, yielding};
-use self::health::{DelayGuard, FilterCaps, Health, ShortCircuit};
+pub use self::contract::{ACCEPTED as ACCEPTED_CONTRACTS, CURRENT as CONTRACT};
+use self::contract::{Exports, Found, Indices, YieldingExports};
+use self::health::{DelayGuard, FilterCaps, Health, OutboundGuard, ShortCircuit};
+pub use self::host::store::{FilterStore, Refused as StoreRefused, StoreLimits};
 pub use self::host::token_bucket::{BucketFamily, Spec as BucketSpec, Taken, TooManyKeys};
 pub use self::host::{
     Clock, Directives, Entropy, LogLevel, LogSink, ManualClock, OsEntropy, RequestHead,
     RequestInfo, ResponseHead, SeededEntropy, SentRequest, SystemClock,
 };
 use self::host::{HostState, RequestRef, SharedHost};
+pub use self::outbound::{CallError, CallRequest, CallResponse};
 use crate::metrics::{FilterMetrics, LatencyHistogram};
 pub use crate::policy::{Direction, FailurePolicy, Isolation};
 
@@ -144,15 +150,27 @@ pub enum LoadError {
     },
     /// The component does not export the filter interface.
     #[error(
-        "{} is not a weft filter: it does not export `weft:filter/handler@0.2.0` as expected \
-         (was it built with weft-sdk's `export_filter!` against this WIT?): {reason}",
-        path.display()
+        "{} is not a weft filter: it does not export `weft:filter/handler@{}` (or @{}) as \
+         expected (was it built with weft-sdk's `export_filter!`?): {reason}",
+        path.display(), contract::ACCEPTED[0], contract::ACCEPTED[1]
     )]
     NotAFilter {
         /// The module path.
         path: PathBuf,
         /// What wasmtime reported.
         reason: String,
+    },
+    /// The component was built against a version of the contract this proxy does not load.
+    #[error(
+        "{} was built against weft:filter@{found}, which this proxy does not load: it loads \
+         {} and {}; rebuild the filter with a weft-sdk for weft:filter@{}",
+        path.display(), contract::ACCEPTED[0], contract::ACCEPTED[1], contract::CURRENT
+    )]
+    Version {
+        /// The module path.
+        path: PathBuf,
+        /// The version it was built against.
+        found: String,
     },
     /// `configure` rejected the filter's config.
     #[error("configure rejected the config: {0}")]
@@ -178,6 +196,8 @@ pub enum Hook {
     ResponseHeaders,
     /// `on-response-body`.
     ResponseBody,
+    /// `on-call-response`.
+    CallResponse,
 }
 
 impl Hook {
@@ -189,15 +209,25 @@ impl Hook {
             Hook::RequestBody => "on-request-body",
             Hook::ResponseHeaders => "on-response-headers",
             Hook::ResponseBody => "on-response-body",
+            Hook::CallResponse => "on-call-response",
         }
     }
 
-    const CALLS: [Hook; 4] = [
+    const CALLS: [Hook; 5] = [
         Hook::RequestHeaders,
         Hook::RequestBody,
         Hook::ResponseHeaders,
         Hook::ResponseBody,
+        Hook::CallResponse,
     ];
+
+    /// Whether the hook may edit the request (and so return `call`).
+    fn edits_request(self) -> bool {
+        matches!(
+            self,
+            Hook::RequestHeaders | Hook::RequestBody | Hook::CallResponse
+        )
+    }
 
     pub(crate) fn index(self) -> usize {
         match self {
@@ -205,6 +235,7 @@ impl Hook {
             Hook::RequestBody => 1,
             Hook::ResponseHeaders => 2,
             Hook::ResponseBody => 3,
+            Hook::CallResponse => 4,
         }
     }
 }
@@ -308,7 +339,23 @@ pub enum Verdict {
     Respond(http::Response<Bytes>),
     /// Hold the request this long, then go on, or send the response.
     Delay(Duration, Option<http::Response<Bytes>>),
+    /// Send this call (or, when it cannot be sent, give the filter this error at once) and
+    /// hand the result to [`LoadedFilter::on_call_response`], whose verdict takes this one's
+    /// place.
+    Call(Result<CallRequest, CallError>),
 }
+
+/// The labels of `weft_filter_outbound_calls_total`'s `result`: `ok`, then each
+/// [`CallError`] kind.
+const CALL_RESULTS: [&str; 7] = [
+    "ok",
+    "unknown_upstream",
+    "invalid_request",
+    "timeout",
+    "response_too_large",
+    "too_many_calls",
+    "unavailable",
+];
 
 /// The longest delay a filter may ask for.
 pub const MAX_DELAY: Duration = Duration::from_secs(600);
@@ -355,6 +402,7 @@ impl Runtime {
             log_sink: options.log_sink,
             metric_registry: metrics.filter_registry(),
             buckets: metrics.token_buckets(),
+            stores: metrics.stores(),
         });
         Ok(Self {
             engine,
@@ -390,6 +438,23 @@ impl Runtime {
             path: path.to_owned(),
             reason: format!("{e:#}"),
         })?;
+        // The version first: a filter built against a contract this proxy does not load
+        // imports that contract's interfaces too, and linking would only say those are missing.
+        let version = match contract::version(&component, &self.engine) {
+            Found::Accepted(version) => version,
+            Found::Other(found) => {
+                return Err(LoadError::Version {
+                    path: path.to_owned(),
+                    found,
+                });
+            }
+            Found::None => {
+                return Err(LoadError::NotAFilter {
+                    path: path.to_owned(),
+                    reason: "no `weft:filter/handler` export".into(),
+                });
+            }
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -397,18 +462,15 @@ impl Runtime {
                 path: path.to_owned(),
                 reason: format!("{e:#}"),
             })?;
-        let not_a_filter = |e: wasmtime::Error| LoadError::NotAFilter {
+        let indices = Indices::new(&pre, version).map_err(|e| LoadError::NotAFilter {
             path: path.to_owned(),
             reason: format!("{e:#}"),
-        };
-        let indices = FilterIndices::new(&pre).map_err(not_a_filter)?;
-        let yielding = yielding::FilterIndices::new(&pre).map_err(not_a_filter)?;
+        })?;
         Ok(Arc::new(Module {
             path: path.to_owned(),
             digest,
             pre,
             indices,
-            yielding,
         }))
     }
 
@@ -420,6 +482,7 @@ impl Runtime {
         })?;
         let hook_time = Hook::CALLS.map(|h| self.metrics.hook(&name, h.as_str()));
         let errors = FailureKind::ERRORS.map(|k| self.metrics.filter_error(&name, k.as_str()));
+        let calls = CALL_RESULTS.map(|r| self.metrics.filter_call(&name, r));
         let health = Arc::new(Health::new(self.caps, self.metrics.filter_health(&name)));
         let capacity = std::thread::available_parallelism()
             .map_or(4, |n| n.get() * 2)
@@ -438,6 +501,7 @@ impl Runtime {
             shared: self.shared.clone(),
             pool: ArrayQueue::new(capacity),
             hook_time,
+            calls,
             errors,
             health,
             yielding_calls: AtomicU32::new(0),
@@ -496,6 +560,10 @@ fn link_host(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
     host::wasi::shadow_blocking_io(linker)?;
     Filter::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(linker, |s| s)?;
+    bindings::v02::Filter::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+        linker,
+        |s| s,
+    )?;
     Ok(())
 }
 
@@ -527,9 +595,9 @@ pub struct Module {
     path: PathBuf,
     digest: String,
     pre: InstancePre<HostState>,
-    /// Where the exports are, for plain calls and for calls on a fiber.
-    indices: FilterIndices,
-    yielding: yielding::FilterIndices,
+    /// Where the exports are, for plain calls and for calls on a fiber, in the contract
+    /// version the module was built against.
+    indices: Indices,
 }
 
 impl fmt::Debug for Module {
@@ -611,9 +679,9 @@ impl FilterKey {
 /// A warm instance: a store and the filter's exports in it.
 struct Instance {
     store: Store<HostState>,
-    exports: Filter,
+    exports: Exports,
     /// The exports for calls on a fiber, looked up the first time one is needed.
-    yielding: Option<yielding::Filter>,
+    yielding: Option<YieldingExports>,
     handle: wasmtime::component::Instance,
 }
 
@@ -621,7 +689,11 @@ impl Instance {
     /// Look up the exports for calls on a fiber, once per instance.
     fn load_yielding(&mut self, module: &Module) -> wasmtime::Result<()> {
         if self.yielding.is_none() {
-            self.yielding = Some(module.yielding.load(&mut self.store, &self.handle)?);
+            self.yielding = Some(
+                module
+                    .indices
+                    .load_yielding(&mut self.store, &self.handle)?,
+            );
         }
         Ok(())
     }
@@ -635,16 +707,17 @@ struct Prepared<'a> {
     _in_progress: Option<health::CallGuard<'a>>,
 }
 
-/// Call export `$call` with `$args` (after the store), plainly or on a fiber.
+/// Call export `$call` with `$args` (after the store), plainly or on a fiber, in the contract
+/// version the instance was built against; a 0.2.0 action is converted to 0.3.0's.
 macro_rules! call_export {
     ($instance:expr, $module:expr, $yielding:expr, $call:ident ( $($arg:expr),* )) => {
         if $yielding {
             match $instance.load_yielding($module) {
                 Err(e) => Err(e),
+                // Boxed: the fiber call's future is large, and every hook call's future
+                // would carry its size (and copy it) even when the call is plain.
                 Ok(()) => match &$instance.yielding {
-                    // Boxed: the fiber call's future is large, and every hook call's future
-                    // would carry its size (and copy it) even when the call is plain.
-                    Some(exports) => {
+                    Some(YieldingExports::V03(exports)) => {
                         Box::pin(
                             exports
                                 .weft_filter_handler()
@@ -652,14 +725,28 @@ macro_rules! call_export {
                         )
                         .await
                     }
+                    Some(YieldingExports::V02(exports)) => {
+                        Box::pin(
+                            exports
+                                .weft_filter_handler()
+                                .$call(&mut $instance.store, $($arg),*),
+                        )
+                        .await
+                        .map(wit::Action::from)
+                    }
                     None => Err(wasmtime::format_err!("fiber exports missing")),
                 },
             }
         } else {
-            $instance
-                .exports
-                .weft_filter_handler()
-                .$call(&mut $instance.store, $($arg),*)
+            match &$instance.exports {
+                Exports::V03(exports) => exports
+                    .weft_filter_handler()
+                    .$call(&mut $instance.store, $($arg),*),
+                Exports::V02(exports) => exports
+                    .weft_filter_handler()
+                    .$call(&mut $instance.store, $($arg),*)
+                    .map(wit::Action::from),
+            }
         }
     };
 }
@@ -678,7 +765,9 @@ pub struct LoadedFilter {
     max_memory_bytes: usize,
     shared: Arc<SharedHost>,
     pool: ArrayQueue<Instance>,
-    hook_time: [LatencyHistogram; 4],
+    hook_time: [LatencyHistogram; 5],
+    /// `weft_filter_outbound_calls_total` by result: ok, then [`CallError`]'s kinds.
+    calls: [Counter; 7],
     errors: [Counter; 4],
     health: Arc<Health>,
     /// Calls left to make on a fiber (see [`YIELDING_CALLS`]); 0: plain calls.
@@ -695,13 +784,46 @@ impl fmt::Debug for LoadedFilter {
     }
 }
 
-/// A request's own instance of a filter, for per-request isolation. Empty for pooled filters.
+/// What one request holds of one filter between hook calls: its own instance, for
+/// per-request isolation (none for pooled filters), the state the filter attached to the
+/// request (`request.state`), and the calls it made.
 #[derive(Default)]
-pub struct Lease(Option<Instance>);
+pub struct Lease {
+    instance: Option<Instance>,
+    state: Option<Vec<u8>>,
+    calls: u32,
+}
 
 impl fmt::Debug for Lease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Lease").field(&self.0.is_some()).finish()
+        f.debug_struct("Lease")
+            .field("instance", &self.instance.is_some())
+            .field("state", &self.state.as_ref().map(Vec::len))
+            .field("calls", &self.calls)
+            .finish()
+    }
+}
+
+impl Lease {
+    /// Whether the lease holds anything that must outlive the hook call: an instance, or
+    /// state the filter attached to the request. An embedder that lends one scratch lease to
+    /// many filters keeps those that do.
+    pub fn holds_anything(&self) -> bool {
+        self.instance.is_some() || self.state.is_some() || self.calls > 0
+    }
+
+    /// A lease carrying a filter's state for a request (for embedders that keep the state
+    /// themselves between hook calls, such as the test harness).
+    pub fn with_state(state: Option<Vec<u8>>) -> Self {
+        Self {
+            state,
+            ..Self::default()
+        }
+    }
+
+    /// The state the filter attached to the request, taken out of the lease.
+    pub fn take_state(&mut self) -> Option<Vec<u8>> {
+        self.state.take()
     }
 }
 
@@ -796,10 +918,9 @@ impl LoadedFilter {
             .map_err(|e| self.failure(Hook::Configure, e, None))?;
         let result = instance
             .exports
-            .weft_filter_handler()
-            .call_configure(&mut instance.store, &self.config);
+            .configure(&mut instance.store, &self.config);
         match result {
-            Ok(Ok(hooks)) => Ok((instance, hooks.into())),
+            Ok(Ok(hooks)) => Ok((instance, hooks)),
             Ok(Err(message)) => Err(LoadError::Rejected(message)),
             Err(e) => {
                 let panic = instance.store.data_mut().panic.take();
@@ -866,7 +987,7 @@ impl LoadedFilter {
         } else {
             None
         };
-        let instance = match lease.0.take() {
+        let instance = match lease.instance.take() {
             Some(i) => Ok(i),
             None => match self.isolation {
                 Isolation::Pooled => match self.pool.pop() {
@@ -886,11 +1007,9 @@ impl LoadedFilter {
             },
         })?;
         let start = Instant::now();
-        instance
-            .store
-            .data_mut()
-            .budget
-            .start(self.budget, yielding, start);
+        let state = instance.store.data_mut();
+        state.budget.start(self.budget, yielding, start);
+        state.call.state = lease.state.take();
         instance
             .store
             .set_epoch_deadline(if yielding { 1 } else { self.budget_ticks });
@@ -922,6 +1041,7 @@ impl LoadedFilter {
         self.hook_time[hook.index()].observe(elapsed);
         let state = instance.store.data_mut();
         let yields = state.budget.yields;
+        lease.state = state.call.state.take();
         state.call.clear();
         let overran =
             matches!(&result, Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt));
@@ -934,13 +1054,27 @@ impl LoadedFilter {
                 .store(left.saturating_sub(1), Ordering::Relaxed);
         }
         let outcome = match result.map(|action| self.verdict(hook, action)) {
+            Ok(Ok(Verdict::Call(_))) if lease.calls >= outbound::MAX_CALLS_PER_REQUEST => {
+                Err(FilterFailure {
+                    filter: self.name.clone(),
+                    hook,
+                    kind: FailureKind::InvalidAction,
+                    message: format!(
+                        "a `call` after {} calls for one request",
+                        outbound::MAX_CALLS_PER_REQUEST
+                    ),
+                })
+            }
             Ok(Err(invalid)) => Err(invalid),
             Ok(Ok(verdict)) => {
+                if matches!(verdict, Verdict::Call(_)) {
+                    lease.calls += 1;
+                }
                 match self.isolation {
                     // A full pool means more instances were created than can be idle at once;
                     // dropping the surplus keeps idle memory bounded.
                     Isolation::Pooled => drop(self.pool.push(instance)),
-                    Isolation::PerRequest => lease.0 = Some(instance),
+                    Isolation::PerRequest => lease.instance = Some(instance),
                 }
                 Ok(verdict)
             }
@@ -1092,6 +1226,90 @@ impl LoadedFilter {
         self.complete(lease, hook, p, result)
     }
 
+    /// Call `on-call-response` with the result of the call a hook asked for. The request is
+    /// editable, as in the request hook that made the call; the verdict takes that hook's.
+    pub async fn on_call_response(
+        &self,
+        lease: &mut Lease,
+        head: &mut RequestHead,
+        directives: &mut Directives,
+        info: &RequestInfo,
+        result: Result<CallResponse, CallError>,
+    ) -> Result<Verdict, FilterFailure> {
+        let hook = Hook::CallResponse;
+        let mut p = self.prepare(lease, hook)?;
+        let i = &mut p.instance;
+        let state = i.store.data_mut();
+        state.call.request = RequestRef::Mutable(std::mem::take(head));
+        state.call.directives = std::mem::take(directives);
+        state.call.info = Some(info.clone());
+        let result = outbound::to_wit(result);
+        let old = || wasmtime::format_err!("a weft:filter@0.2.0 filter has no on-call-response");
+        let outcome = if p.yielding {
+            match i.load_yielding(&self.module) {
+                Err(e) => Err(e),
+                Ok(()) => match &i.yielding {
+                    Some(YieldingExports::V03(exports)) => {
+                        Box::pin(exports.weft_filter_handler().call_on_call_response(
+                            &mut i.store,
+                            Resource::new_borrow(0),
+                            result.as_ref(),
+                        ))
+                        .await
+                    }
+                    _ => Err(old()),
+                },
+            }
+        } else {
+            match &i.exports {
+                Exports::V03(exports) => exports.weft_filter_handler().call_on_call_response(
+                    &mut i.store,
+                    Resource::new_borrow(0),
+                    result.as_ref(),
+                ),
+                Exports::V02(_) => Err(old()),
+            }
+        };
+        restore_request(&mut i.store, head, directives);
+        self.complete(lease, hook, p, outcome)
+    }
+
+    /// Count one more outbound call in flight for this filter, or `None` when it has its
+    /// maximum ([`FilterCaps::max_outbound_calls`]): the call then gets
+    /// [`CallError::TooManyCalls`].
+    pub fn hold_call(&self) -> Option<OutboundGuard<'_>> {
+        self.health.hold_call()
+    }
+
+    /// Count a call's result in `weft_filter_outbound_calls_total`, and log a failed one (at
+    /// most one line per filter per [`health::FAILURE_LOG_INTERVAL`]).
+    pub fn record_call(&self, upstream: &str, result: &Result<CallResponse, CallError>) {
+        let index = match result {
+            Ok(_) => 0,
+            Err(e) => {
+                1 + CALL_RESULTS[1..]
+                    .iter()
+                    .position(|r| *r == e.as_str())
+                    .unwrap_or(0)
+            }
+        };
+        if let Some(counter) = self.calls.get(index) {
+            counter.inc();
+        }
+        if let Err(e) = result
+            && let Some(suppressed) = self.health.log_admits()
+        {
+            tracing::warn!(
+                filter = &*self.name,
+                upstream,
+                kind = e.as_str(),
+                suppressed,
+                "filter \"{}\": its call to {upstream:?} failed: {e}",
+                self.name
+            );
+        }
+    }
+
     /// Turn the guest's action into something the proxy can do, or a failure.
     fn verdict(&self, hook: Hook, action: wit::Action) -> Result<Verdict, FilterFailure> {
         let invalid = |message| FilterFailure {
@@ -1121,6 +1339,11 @@ impl LoadedFilter {
             wit::Action::Respond(local) => {
                 local_response(local).map(Verdict::Respond).map_err(invalid)
             }
+            wit::Action::Call(_) if !hook.edits_request() => Err(invalid(format!(
+                "`call` is for request hooks and on-call-response, not {}",
+                hook.as_str()
+            ))),
+            wit::Action::Call(call) => Ok(Verdict::Call(outbound::check(call))),
         }
     }
 }

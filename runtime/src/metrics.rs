@@ -18,6 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use crate::host::store::{StoreLimits, Stores};
 use crate::host::token_bucket::{BucketLabels, TokenBuckets};
 
 /// Upper bound of the first latency bucket; bucket `k` ends at `10 µs · 2^k`.
@@ -113,6 +114,15 @@ pub struct FilterMetrics {
     filter_short_circuits: Family<FilterShortCircuitLabels, Counter>,
     filter_breaker_open: Family<FilterLabels, Gauge>,
     filter_delays_overflow: Family<FilterLabels, Counter>,
+    filter_calls: Family<FilterCallLabels, Counter>,
+    stores: Arc<Stores>,
+}
+
+/// Labels of `weft_filter_outbound_calls_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterCallLabels {
+    filter: String,
+    result: &'static str,
 }
 
 /// Labels of per-filter metrics without more detail.
@@ -163,6 +173,8 @@ impl FilterMetrics {
         let filter_breaker_open = Family::<FilterLabels, Gauge>::default();
         let filter_delays_overflow = Family::<FilterLabels, Counter>::default();
         let metric_overflow = Family::<FilterMetricLabels, Counter>::default();
+        let filter_calls = Family::<FilterCallLabels, Counter>::default();
+        let stores = Arc::new(Stores::new(StoreLimits::default()));
         {
             let mut registry = registry.lock().unwrap_or_else(PoisonError::into_inner);
             registry.register(
@@ -200,6 +212,26 @@ impl FilterMetrics {
                 "Updates of a filter-defined metric that went to its overflow series (label values `overflow`) because the metric holds its maximum of series",
                 metric_overflow.clone(),
             );
+            registry.register(
+                "filter_outbound_calls",
+                "Outbound calls filters made with the `call` action, by filter and result (ok, unknown_upstream, invalid_request, timeout, response_too_large, too_many_calls, unavailable)",
+                filter_calls.clone(),
+            );
+            registry.register(
+                "filter_store_keys",
+                "Live and not yet swept entries in each filter's shared store",
+                stores.keys.clone(),
+            );
+            registry.register(
+                "filter_store_bytes",
+                "Bytes of keys and values in each filter's shared store",
+                stores.bytes.clone(),
+            );
+            registry.register(
+                "filter_store_refusals",
+                "Writes to a filter's shared store that were refused, by reason (invalid_key, value_too_large, full, conflict)",
+                stores.refusals.clone(),
+            );
         }
         let filters = Arc::new(FilterMetricRegistry {
             entries: Mutex::new(HashMap::new()),
@@ -216,7 +248,24 @@ impl FilterMetrics {
             filter_short_circuits,
             filter_breaker_open,
             filter_delays_overflow,
+            filter_calls,
+            stores,
         }
+    }
+
+    /// The counter of `filter`'s outbound calls with `result`.
+    pub(crate) fn filter_call(&self, filter: &str, result: &'static str) -> Counter {
+        self.filter_calls
+            .get_or_create(&FilterCallLabels {
+                filter: filter.to_owned(),
+                result,
+            })
+            .clone()
+    }
+
+    /// The filters' shared stores.
+    pub(crate) fn stores(&self) -> Arc<Stores> {
+        self.stores.clone()
     }
 
     /// Handles for the health metrics of one filter.

@@ -65,6 +65,14 @@ impl<F: Filter> handler::Guest for Exporter<F> {
             )
         })
     }
+
+    fn on_call_response(
+        request: &raw::Request,
+        result: Result<raw::CallResponse, raw::CallError>,
+    ) -> raw::Action {
+        let result = crate::call::from_raw(result);
+        with_filter(|filter: &F| filter.on_call_response(Request::from_raw(request), result))
+    }
 }
 
 fn with_filter<F: Filter>(hook: impl FnOnce(&F) -> crate::Action) -> raw::Action {

@@ -6,6 +6,7 @@ use std::ops::{BitOr, BitOrAssign};
 use serde::de::DeserializeOwned;
 
 use crate::bindings::weft::filter::http as raw;
+use crate::call::{CallError, CallRequest, CallResponse};
 use crate::http::{Body, Request, Response};
 
 /// A weft filter: a configuration type, a constructor and the hooks the proxy calls.
@@ -102,6 +103,24 @@ pub trait Filter: Sized + 'static {
         let _ = (request, response, body);
         Action::Continue
     }
+
+    /// The answer to the call a request hook (or this hook) asked for with [`Action::Call`], or
+    /// why there is none. The request is editable, as in the hook that made the call, and the
+    /// action returned takes that hook's place: [`Action::Continue`] goes on to the next
+    /// filter, [`Action::Respond`] answers, another [`Action::Call`] makes one more call (at
+    /// most 8 per filter per request).
+    ///
+    /// The instance that runs this hook is not necessarily the one that made the call: keep
+    /// what it needs in the request's state ([`Request::set_state`]). Defaults to
+    /// [`Action::Continue`].
+    fn on_call_response(
+        &self,
+        request: &Request,
+        result: Result<CallResponse, CallError>,
+    ) -> Action {
+        let _ = (request, result);
+        Action::Continue
+    }
 }
 
 /// What the proxy does after a hook returns.
@@ -127,6 +146,11 @@ pub enum Action {
         /// What to send afterwards instead of going on, if anything.
         then: Option<LocalResponse>,
     },
+    /// Send this request to an upstream through the proxy and hold this request, without
+    /// holding a thread or an instance, until the answer comes or the call times out; then
+    /// [`Filter::on_call_response`] gets the result. Only from request hooks and
+    /// `on_call_response`: from a response hook it is a filter failure.
+    Call(CallRequest),
 }
 
 impl Action {
@@ -157,6 +181,7 @@ impl Action {
                 milliseconds: u32::try_from(duration.as_millis()).unwrap_or(u32::MAX),
                 then: then.map(LocalResponse::into_raw),
             }),
+            Action::Call(call) => raw::Action::Call(call.into_raw()),
         }
     }
 }

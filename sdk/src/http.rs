@@ -171,6 +171,25 @@ impl Request {
             .add_response_header(name, value.as_ref())
             .map_err(EditError::from_raw)
     }
+
+    /// This filter's state for this request, as an earlier hook of the same request left it
+    /// with [`Request::set_state`]; `None` until then. Other filters have their own and never
+    /// see this one's; the proxy drops it when the request ends.
+    ///
+    /// Instances are pooled and serve many requests, so a value one hook keeps in the
+    /// instance is not there for the next hook of the same request: keep it here.
+    pub fn state(&self) -> Option<Vec<u8>> {
+        self.raw.state()
+    }
+
+    /// Replace this filter's state for this request; works in every hook.
+    ///
+    /// Errors: [`EditError::InvalidValue`] when longer than 64 KiB.
+    pub fn set_state(&self, value: impl AsRef<[u8]>) -> Result<(), EditError> {
+        self.raw
+            .set_state(value.as_ref())
+            .map_err(EditError::from_raw)
+    }
 }
 
 /// The head of an HTTP response from the upstream.

@@ -85,7 +85,50 @@
 //!
 //! [`log`] writes to the proxy's structured log (see also the [`info!`] family of macros),
 //! [`clock`] and [`random`] are controlled by the host (tests can move time and seed randomness),
-//! and [`metrics`] defines Prometheus metrics exported by the proxy.
+//! and [`metrics`] defines Prometheus metrics exported by the proxy. [`token_bucket`] and
+//! [`store`] keep state shared by every instance on every worker (the store with
+//! compare-and-swap and expiry); [`crypto`] verifies signatures natively in the host.
+//!
+//! # Calling out, and state for one request
+//!
+//! A hook waits for another service by returning [`Action::Call`]: the proxy sends the
+//! [`CallRequest`] through its own upstream pools and calls [`Filter::on_call_response`] with
+//! the answer or a [`CallError`]. Nothing is held meanwhile, not even this instance, so what
+//! the later hook needs goes into the request's state ([`Request::set_state`]):
+//!
+//! ```no_run
+//! use weft_sdk::{Action, CallError, CallRequest, CallResponse, Filter, LocalResponse, Request};
+//!
+//! struct AskFirst;
+//!
+//! impl Filter for AskFirst {
+//!     type Config = ();
+//!     fn new(_: ()) -> Result<Self, String> {
+//!         Ok(AskFirst)
+//!     }
+//!
+//!     fn on_request_headers(&self, request: &Request) -> Action {
+//!         let user = request.header("x-user").unwrap_or_default();
+//!         Action::Call(CallRequest::get("policy", "/allowed").header("x-user", user))
+//!     }
+//!
+//!     fn on_call_response(
+//!         &self,
+//!         _request: &Request,
+//!         answer: Result<CallResponse, CallError>,
+//!     ) -> Action {
+//!         match answer {
+//!             Ok(r) if r.is_success() => Action::Continue,
+//!             Ok(r) => Action::Respond(LocalResponse::new(r.status).body(r.body)),
+//!             Err(_) => Action::Respond(LocalResponse::new(503).body("policy unavailable\n")),
+//!         }
+//!     }
+//! }
+//! # weft_sdk::export_filter!(AskFirst);
+//! ```
+//!
+//! The SDK is for `weft:filter@0.3.0`; the proxy also loads filters built with the SDK for
+//! 0.2.0, unchanged.
 //!
 //! # Helpers
 //!
@@ -94,19 +137,23 @@
 //! as traits ([`facts::RequestFacts`], [`facts::RequestEdits`]) implemented by [`Request`] and by
 //! [`facts::FakeRequest`], an in-memory request for native unit tests of filter logic.
 
+mod call;
 mod config;
 mod export;
 mod filter;
 mod http;
 
 pub mod clock;
+pub mod crypto;
 pub mod facts;
 pub mod log;
 pub mod metrics;
 pub mod random;
+pub mod store;
 pub use weft_text as text;
 pub mod token_bucket;
 
+pub use call::{CallError, CallRequest, CallResponse};
 pub use filter::{Action, Filter, Hooks, LocalResponse};
 pub use http::{Body, Direction, EditError, Request, Response};
 

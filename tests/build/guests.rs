@@ -149,7 +149,13 @@ struct Guest {
 }
 
 /// The first-party filters in `filters/`, each folder named after its crate.
-const FIRST_PARTY: &[&str] = &["rate-limit", "header-router", "authz", "fault-injection"];
+const FIRST_PARTY: &[&str] = &[
+    "rate-limit",
+    "header-router",
+    "authz",
+    "fault-injection",
+    "ext-authz",
+];
 
 /// `examples/header-filter`, the first-party filters, and every crate in `programs/` (each folder is named after its
 /// crate).

@@ -61,3 +61,40 @@ pub const FAULT_INJECTION: &str = env!("WEFT_GUEST_FAULT_INJECTION");
 /// `x-add-response` adds `x-added` to the response, `x-delay-ms` (+ `x-delay-then: <status>`)
 /// delays (then replies), `/local` replies locally; every response gets `x-saw-upstream`.
 pub const STEER: &str = env!("WEFT_GUEST_STEER");
+
+/// `weft:filter@0.3.0`'s additions, driven by request headers: `x-call: <upstream>` calls it
+/// (`x-call-path`, `x-call-timeout-ms`, `x-call-echo` forwarded as `x-echo`) and the upstream
+/// request gets `x-call-status`/`x-call-body` or `x-call-error: <kind>` (`x-call-deny`: 502
+/// instead); `x-call-again: n` makes n more calls from `on-call-response`; responses get
+/// `x-state: <method> <path>` from the request's state; `x-count: <key>` increments a shared
+/// counter (response header `x-count`); `x-store-set: k=v` (+ `x-store-ttl-ms`) and
+/// `x-store-get: k` (response header `x-store-value`, `absent` when absent).
+pub const CALLOUT: &str = env!("WEFT_GUEST_CALLOUT");
+
+/// The first-party ext-authz filter.
+pub const EXT_AUTHZ: &str = env!("WEFT_GUEST_EXT_AUTHZ");
+
+/// `tests/programs/headers` as built against `weft:filter@0.2.0` (checked in: a filter built
+/// before 0.3.0, unchanged), for the compatibility tests.
+pub const HEADERS_V02: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/contract-0.2/headers.wasm"
+);
+
+/// `filters/rate-limit` as built against `weft:filter@0.2.0` (checked in), for the
+/// compatibility tests: token buckets, metrics and response headers through the adapter.
+pub const RATE_LIMIT_V02: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/contract-0.2/rate_limit.wasm"
+);
+
+/// A component exporting `weft:filter/handler@0.1.0`: a contract version the proxy refuses,
+/// naming it.
+pub const OLD_CONTRACT: &str = env!("WEFT_GUEST_OLD_CONTRACT");
+
+/// `tests/programs/noop` as built against `weft:filter@0.2.0` (checked in), for the hook-call
+/// benchmark: the adapter's cost against the same filter built against 0.3.0.
+pub const NOOP_V02: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/contract-0.2/noop.wasm"
+);

@@ -4,6 +4,7 @@
 //!
 //! The tests themselves live in one binary, `tests/e2e`, to keep link time down.
 
+pub mod auth_service;
 pub mod bench;
 pub mod client;
 pub mod control_plane;
@@ -17,6 +18,7 @@ pub mod proxy;
 pub mod scripted;
 pub mod upstream;
 
+pub use auth_service::AuthService;
 pub use client::{
     Body, HttpClient, Proto, REQUEST_TIMEOUT, Reply, body, empty, get, get_h2c, get_with,
     h2c_client, http1_client, next_chunk, post_with, request, send, send_h2c_direct,

@@ -3,7 +3,8 @@
 //! `WasmFilter` resource), two local upstreams and the proxy in front of them, subscribed to
 //! the control plane. Then show each policy at work — a request routed by header, one rate
 //! limited, one denied for a missing token (and one let in with a token), and one with an
-//! injected fault — and a hot reload: a definition edited on disk is enforced by the proxy
+//! injected fault, and one checked by an external authorization service through an outbound
+//! call (ext-authz) — and a hot reload: a definition edited on disk is enforced by the proxy
 //! moments later, without a restart. Then mesh identity: the control plane issues workload
 //! certificates, the proxy reaches a second sidecar (`reviews`, strict mTLS) over mTLS, whose
 //! authz filter admits it by its SPIFFE ID, and a plaintext client is refused there. Last,
@@ -43,7 +44,13 @@ use weft_proxy::Proxy;
 use weft_proxy::config::Config;
 
 /// The filters the demo builds, in chain order.
-const FILTERS: [&str; 4] = ["authz", "rate-limit", "header-router", "fault-injection"];
+const FILTERS: [&str; 5] = [
+    "authz",
+    "ext-authz",
+    "rate-limit",
+    "header-router",
+    "fault-injection",
+];
 
 /// The HS256 secret the demo's authz filter trusts (and the demo signs its token with).
 const SECRET: &[u8] = b"weft-demo-secret-do-not-use-elsewhere";
@@ -104,13 +111,24 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&ratings_file, ratings_service(ratings))
         .with_context(|| format!("writing {}", ratings_file.display()))?;
 
+    let orders_authz = start_authorization_service().await?;
     let cp = cp_server.local_addr();
     let reviews_app = start_upstream("reviews").await?;
     let reviews = start_reviews_sidecar(&work, &modules, cp, reviews_app).await?;
     let reviews_addr = reviews
         .listener_addr("inbound")
         .context("reviews listener address")?;
-    let proxy = match start_proxy(&work, cp, app, beta, reviews_addr, args.listen).await {
+    let proxy = match start_proxy(
+        &work,
+        cp,
+        app,
+        beta,
+        reviews_addr,
+        orders_authz,
+        args.listen,
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) if args.listen.port() != 0 => {
             step(&format!(
@@ -118,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
                 args.listen
             ));
             let any = SocketAddr::from(([127, 0, 0, 1], 0));
-            start_proxy(&work, cp, app, beta, reviews_addr, any).await?
+            start_proxy(&work, cp, app, beta, reviews_addr, orders_authz, any).await?
         }
         Err(e) => return Err(e),
     };
@@ -181,6 +199,22 @@ async fn main() -> anyhow::Result<()> {
         "/admin",
         &[("authorization", &bearer)],
         "let in: the token is valid; authz forwarded its `sub` claim as `x-user`",
+    )
+    .await?;
+    show(
+        &client,
+        addr,
+        "/orders/42",
+        &[],
+        "denied by an external service: ext-authz asked `orders-authz` (an outbound call through the proxy's own upstream pool; the request waited without holding a thread) and relayed its 403 and body",
+    )
+    .await?;
+    show(
+        &client,
+        addr,
+        "/orders/42",
+        &[("authorization", "Bearer let-me-in")],
+        "allowed by it: the service answered 200 with `x-user`, which ext-authz put on the request to `app`",
     )
     .await?;
     show(
@@ -297,6 +331,7 @@ async fn main() -> anyhow::Result<()> {
     println!("  curl -i -H 'x-version: beta' http://{addr}/hello");
     println!("  curl -i -H 'x-weft-fault-delay: 1000' http://{addr}/hello");
     println!("  curl -i -H 'authorization: {bearer}' http://{addr}/admin");
+    println!("  curl -i -H 'authorization: Bearer let-me-in' http://{addr}/orders/1   # ext-authz");
     println!("  curl -s http://{admin}/metrics | grep weft_filter_");
     println!("  curl -i http://{addr}/reviews   # over mTLS to the `reviews` sidecar");
     println!(
@@ -437,6 +472,41 @@ async fn start_upstream(name: &'static str) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// The `orders` route's authorization service, asked by the ext-authz filter: `Bearer
+/// let-me-in` is allowed as user `demo-user`; anything else gets 403 and a reason.
+async fn start_authorization_service() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let allowed = req
+                        .headers()
+                        .get("authorization")
+                        .is_some_and(|v| v == "Bearer let-me-in");
+                    let response = if allowed {
+                        http::Response::builder()
+                            .header("x-user", "demo-user")
+                            .body(Full::new(Bytes::new()))
+                    } else {
+                        http::Response::builder()
+                            .status(403)
+                            .body(Full::new(Bytes::from_static(
+                                b"orders-authz: a bearer token is required for /orders\n",
+                            )))
+                    };
+                    Ok::<_, Infallible>(response.unwrap_or_default())
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
 /// An upstream that answers every request with 503, as a failing instance would.
 async fn start_broken_upstream() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -552,6 +622,7 @@ async fn start_proxy(
     app: SocketAddr,
     beta: SocketAddr,
     reviews: SocketAddr,
+    orders_authz: SocketAddr,
     listen: SocketAddr,
 ) -> anyhow::Result<weft_proxy::RunningProxy> {
     // The proxy's own file names the listener, routes and upstreams; the filters come from
@@ -568,6 +639,9 @@ listeners:
         upstream: app
       - name: limited
         match: {{ path: {{ prefix: /limited }} }}
+        upstream: app
+      - name: orders
+        match: {{ path: {{ prefix: /orders }} }}
         upstream: app
       - name: reviews
         match: {{ path: {{ prefix: /reviews }} }}
@@ -586,6 +660,8 @@ upstreams:
   - name: reviews
     endpoints: ["{reviews}"]
     tls: {{ mode: mesh, identity: spiffe://cluster.local/ns/shop/sa/reviews }}
+  - name: orders-authz             # ext-authz's calls go here
+    endpoints: ["{orders_authz}"]
 control_plane:
   address: http://{control_plane}
   name: demo-0

@@ -74,7 +74,8 @@ pub struct JwtConfig {
     /// Accepted `aud` values; when given, the token must name at least one.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// Accepted `alg` values (`RS256`, `ES256`, `HS256`). Default: those of the keys.
+    /// Accepted `alg` values (`RS256`, `PS256`, `ES256`, `EdDSA`, `HS256`, ...: see
+    /// [`crate::jwt::Algorithm`]). Default: those of the keys.
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
     /// Tolerance for `exp` and `nbf`: seconds as a number, or a duration in whole seconds

@@ -1,9 +1,12 @@
-//! Parsing and verifying JSON Web Tokens (RFC 7519) signed with RS256, ES256 or HS256 (RFC 7515,
-//! RFC 7518) against the keys of a JWKS (RFC 7517).
+//! Parsing and verifying JSON Web Tokens (RFC 7519) signed with RS256/384/512, PS256/384/512,
+//! ES256, ES384, EdDSA (Ed25519) or HS256/384/512 (RFC 7515, RFC 7518, RFC 8037) against the
+//! keys of a JWKS (RFC 7517).
 //!
-//! Pure: no host calls, so it runs natively, where a property test feeds it random and mutated
-//! tokens. Everything a token can contain is input: every failure is a [`Rejection`], never a
-//! panic.
+//! Signatures are checked by the host, natively, with ring ([`weft_sdk::crypto::verify`]);
+//! everything else here is plain Rust. Natively (unit tests) the SDK runs the host's own crypto
+//! code in process, so the module runs natively too, where a property test feeds it random and
+//! mutated tokens. Everything a token can contain is input: every failure is a [`Rejection`],
+//! never a panic.
 //!
 //! ```
 //! use authz::jwt::{Rejection, Verifier};
@@ -20,11 +23,9 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac as _};
-use p256::ecdsa::signature::Verifier as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
+use weft_sdk::crypto::{self, KeyError, VerifyingKey};
 
 use crate::config::{self, JwtConfig};
 
@@ -32,27 +33,68 @@ use crate::config::{self, JwtConfig};
 /// hundred bytes to a few KiB, and the proxy's header limits are larger than a token should be.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-/// A signature algorithm this filter verifies.
+/// A signature algorithm this filter verifies: each is checked by the host
+/// ([`weft_sdk::crypto`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     Rs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    Rs384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    Rs512,
+    /// RSASSA-PSS with SHA-256 (MGF1 with SHA-256, a salt as long as the digest).
+    Ps256,
+    /// RSASSA-PSS with SHA-384.
+    Ps384,
+    /// RSASSA-PSS with SHA-512.
+    Ps512,
     /// ECDSA on P-256 with SHA-256.
     Es256,
+    /// ECDSA on P-384 with SHA-384.
+    Es384,
+    /// Ed25519 (RFC 8037).
+    EdDsa,
     /// HMAC with SHA-256.
     Hs256,
+    /// HMAC with SHA-384.
+    Hs384,
+    /// HMAC with SHA-512.
+    Hs512,
 }
 
 impl Algorithm {
     /// Every supported algorithm.
-    pub const ALL: [Algorithm; 3] = [Algorithm::Rs256, Algorithm::Es256, Algorithm::Hs256];
+    pub const ALL: [Algorithm; 12] = [
+        Algorithm::Rs256,
+        Algorithm::Rs384,
+        Algorithm::Rs512,
+        Algorithm::Ps256,
+        Algorithm::Ps384,
+        Algorithm::Ps512,
+        Algorithm::Es256,
+        Algorithm::Es384,
+        Algorithm::EdDsa,
+        Algorithm::Hs256,
+        Algorithm::Hs384,
+        Algorithm::Hs512,
+    ];
 
     /// The JOSE name, e.g. `RS256`.
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::Rs256 => "RS256",
+            Algorithm::Rs384 => "RS384",
+            Algorithm::Rs512 => "RS512",
+            Algorithm::Ps256 => "PS256",
+            Algorithm::Ps384 => "PS384",
+            Algorithm::Ps512 => "PS512",
             Algorithm::Es256 => "ES256",
+            Algorithm::Es384 => "ES384",
+            Algorithm::EdDsa => "EdDSA",
             Algorithm::Hs256 => "HS256",
+            Algorithm::Hs384 => "HS384",
+            Algorithm::Hs512 => "HS512",
         }
     }
 
@@ -61,6 +103,33 @@ impl Algorithm {
     pub fn from_name(name: &str) -> Option<Algorithm> {
         Algorithm::ALL.into_iter().find(|alg| alg.as_str() == name)
     }
+
+    /// The same algorithm, as the host's crypto interface names it.
+    fn host(self) -> crypto::Algorithm {
+        match self {
+            Algorithm::Rs256 => crypto::Algorithm::Rs256,
+            Algorithm::Rs384 => crypto::Algorithm::Rs384,
+            Algorithm::Rs512 => crypto::Algorithm::Rs512,
+            Algorithm::Ps256 => crypto::Algorithm::Ps256,
+            Algorithm::Ps384 => crypto::Algorithm::Ps384,
+            Algorithm::Ps512 => crypto::Algorithm::Ps512,
+            Algorithm::Es256 => crypto::Algorithm::Es256,
+            Algorithm::Es384 => crypto::Algorithm::Es384,
+            Algorithm::EdDsa => crypto::Algorithm::EdDsa,
+            Algorithm::Hs256 => crypto::Algorithm::Hs256,
+            Algorithm::Hs384 => crypto::Algorithm::Hs384,
+            Algorithm::Hs512 => crypto::Algorithm::Hs512,
+        }
+    }
+}
+
+/// The names of `algorithms`, comma-separated, for error messages.
+pub(crate) fn names(algorithms: &[Algorithm]) -> String {
+    algorithms
+        .iter()
+        .map(|alg| alg.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for Algorithm {
@@ -167,13 +236,32 @@ impl Claims {
     }
 }
 
-/// What verifies signatures: a public key, or an HMAC secret.
-enum Material {
-    // Boxed: an RSA key is several times larger than the others.
-    Rsa(Box<crate::rsa::PublicKey>),
-    Ec(p256::ecdsa::VerifyingKey),
-    // Keyed once at configure time; each verification clones the keyed state.
-    Hmac(Box<Hmac<Sha256>>),
+/// What verifies signatures, as owned bytes: the host parses it on every verification.
+pub(crate) enum Material {
+    /// An RSA public key: modulus and exponent, big-endian, without leading zeros.
+    Rsa {
+        /// The modulus.
+        n: Vec<u8>,
+        /// The public exponent.
+        e: Vec<u8>,
+    },
+    /// An uncompressed EC point `0x04 || x || y` (65 bytes on P-256, 97 on P-384).
+    EcPoint(Vec<u8>),
+    /// A 32-byte Ed25519 public key.
+    Ed25519(Vec<u8>),
+    /// An HMAC secret.
+    Secret(Vec<u8>),
+}
+
+impl Material {
+    fn host(&self) -> VerifyingKey<'_> {
+        match self {
+            Material::Rsa { n, e } => VerifyingKey::Rsa { n, e },
+            Material::EcPoint(point) => VerifyingKey::EcPoint(point),
+            Material::Ed25519(key) => VerifyingKey::Ed25519(key),
+            Material::Secret(secret) => VerifyingKey::Secret(secret),
+        }
+    }
 }
 
 /// One verification key from the JWKS.
@@ -202,23 +290,16 @@ impl Key {
         self.kid.as_deref()
     }
 
+    /// Whether `signature` is this key's signature of `signing_input`, by the host. A key the
+    /// host refuses verifies nothing; none is refused, since each was tried when the
+    /// configuration was loaded ([`build::key`]).
     fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
-        match &self.material {
-            Material::Rsa(key) => {
-                let digest: [u8; 32] = Sha256::digest(signing_input).into();
-                key.verify_sha256(&digest, signature)
-            }
-            Material::Ec(key) => match p256::ecdsa::Signature::from_slice(signature) {
-                Ok(signature) => key.verify(signing_input, &signature).is_ok(),
-                Err(_) => false,
-            },
-            Material::Hmac(mac) => {
-                let mut mac = (**mac).clone();
-                mac.update(signing_input);
-                // Constant-time comparison, and the length must match exactly.
-                mac.verify_slice(signature).is_ok()
-            }
-        }
+        crypto::verify(
+            self.alg.host(),
+            self.material.host(),
+            signing_input,
+            signature,
+        ) == Ok(true)
     }
 }
 
@@ -276,7 +357,8 @@ impl Verifier {
                 for (i, name) in names.iter().enumerate() {
                     let alg = Algorithm::from_name(name).ok_or_else(|| {
                         format!(
-                            "jwt.algorithms[{i}]: unsupported algorithm `{name}`; supported: RS256, ES256, HS256"
+                            "jwt.algorithms[{i}]: unsupported algorithm `{name}`; supported: {}",
+                            self::names(&Algorithm::ALL)
                         )
                     })?;
                     if !keys.iter().any(|key| key.alg == alg) {
@@ -470,28 +552,17 @@ pub(crate) mod build {
 
     use super::*;
 
-    pub(crate) fn rsa(kid: Option<String>, key: crate::rsa::PublicKey) -> Key {
-        Key {
-            kid,
-            alg: Algorithm::Rs256,
-            material: Material::Rsa(Box::new(key)),
-        }
-    }
-
-    pub(crate) fn ec(kid: Option<String>, key: p256::ecdsa::VerifyingKey) -> Key {
-        Key {
-            kid,
-            alg: Algorithm::Es256,
-            material: Material::Ec(key),
-        }
-    }
-
-    pub(crate) fn hmac(kid: Option<String>, secret: &[u8]) -> Option<Key> {
-        let mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
-        Some(Key {
-            kid,
-            alg: Algorithm::Hs256,
-            material: Material::Hmac(Box::new(mac)),
-        })
+    /// A key for `alg`, once the host accepts `material` for it: a trial verification with an
+    /// empty signature must say "invalid signature", not "unusable key". This catches a key of
+    /// the wrong kind for the algorithm ([`KeyError::WrongKeyType`]) and anything the host's
+    /// own key checks refuse ([`KeyError::InvalidKey`]), when the configuration is loaded
+    /// rather than on every request.
+    pub(crate) fn key(
+        kid: Option<String>,
+        alg: Algorithm,
+        material: Material,
+    ) -> Result<Key, KeyError> {
+        crypto::verify(alg.host(), material.host(), b"", b"")?;
+        Ok(Key { kid, alg, material })
     }
 }

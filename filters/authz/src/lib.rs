@@ -1,19 +1,22 @@
-//! weft's first-party authz filter: authenticates requests with a JWT (RS256, ES256, HS256,
-//! keys from an inline JWKS) or an API key, then applies deny and allow rules over the path,
-//! method, headers, claims, client address and mTLS peer identity (SPIFFE IDs, and Istio-style
-//! mesh principals and namespaces). `mode: audit` evaluates,
-//! logs and counts without blocking. `README.md` is the configuration reference.
+//! weft's first-party authz filter: authenticates requests with a JWT (RS256/384/512,
+//! PS256/384/512, ES256, ES384, EdDSA, HS256/384/512; keys from an inline JWKS) or an API key,
+//! then applies deny and allow rules over the path, method, headers, claims, client address and
+//! mTLS peer identity (SPIFFE IDs, and Istio-style mesh principals and namespaces).
+//! `mode: audit` evaluates, logs and counts without blocking. `README.md` is the configuration
+//! reference.
 //!
-//! The decision logic (`policy`, `jwt`, `rules`) makes no host calls, so it is tested natively;
-//! this file only moves data between it and the proxy.
+//! JWT signatures are verified by the host, natively, with ring (`weft_sdk::crypto`); the
+//! module holds no signature crypto of its own. The decision logic (`policy`, `jwt`, `rules`)
+//! makes no other host calls, and natively the SDK runs the host's crypto code in process, so
+//! it is tested natively; this file only moves data between it and the proxy.
 
 mod cache;
 pub mod config;
+mod curve;
 mod jwks;
 pub mod jwt;
 mod policy;
 mod principals;
-mod rsa;
 mod rules;
 
 #[cfg(test)]

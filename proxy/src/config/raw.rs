@@ -123,6 +123,7 @@ pub(super) struct RawLimits {
     pub(super) http2_max_premature_resets: Option<u64>,
     pub(super) max_concurrent_calls_per_filter: Option<u64>,
     pub(super) max_active_delays_per_filter: Option<u64>,
+    pub(super) max_outbound_calls_per_filter: Option<u64>,
 }
 
 #[derive(Default, Deserialize)]

@@ -105,6 +105,7 @@ fn defaults_fill_in_what_is_left_out() {
             http2_max_premature_resets: 100,
             max_concurrent_calls_per_filter: 1024,
             max_active_delays_per_filter: 1024,
+            max_outbound_calls_per_filter: 1024,
         }
     );
 
@@ -407,7 +408,7 @@ fn control_plane_errors_name_the_field() {
 fn doc_example_error_is_accurate() {
     let yaml = doc_example().replace("upstream: billing ", "upstream: bilings ");
     let err = load(&yaml).expect_err("invalid");
-    let documented = "weft.yaml:73:19: listeners[0].routes[0].upstream: unknown upstream \"bilings\" (known: app, billing, reviews)";
+    let documented = "weft.yaml:75:19: listeners[0].routes[0].upstream: unknown upstream \"bilings\" (known: app, billing, reviews)";
     assert!(include_str!("../config.rs").contains(documented));
     assert!(err.to_string().ends_with(documented), "{err}");
 }
@@ -429,6 +430,7 @@ limits:
   http2_max_premature_resets: 7
   max_concurrent_calls_per_filter: 3
   max_active_delays_per_filter: 0
+  max_outbound_calls_per_filter: 9
 listeners:
   - name: egress
     address: '[::1]:0'
@@ -467,6 +469,7 @@ upstreams:
             http2_max_premature_resets: 7,
             max_concurrent_calls_per_filter: 3,
             max_active_delays_per_filter: 0,
+            max_outbound_calls_per_filter: 9,
         }
     );
     let listener = &config.listeners[0];

@@ -402,6 +402,12 @@ impl<'a> Context<'a> {
                 defaults.max_active_delays_per_filter,
                 0..=1_000_000,
             )?,
+            max_outbound_calls_per_filter: self.count(
+                &path.key("max_outbound_calls_per_filter"),
+                raw.max_outbound_calls_per_filter,
+                defaults.max_outbound_calls_per_filter,
+                0..=1_000_000,
+            )?,
         })
     }
 

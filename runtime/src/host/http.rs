@@ -104,6 +104,9 @@ pub struct RequestInfo {
     pub peer_identity: Option<Arc<str>>,
 }
 
+/// The most bytes of state a filter may attach to a request.
+pub(crate) const MAX_REQUEST_STATE: usize = 64 * 1024;
+
 fn parse_name(name: &str) -> Result<HeaderName, EditError> {
     HeaderName::from_bytes(name.as_bytes()).map_err(|_| EditError::InvalidName)
 }
@@ -369,6 +372,24 @@ impl HostRequest for HostState {
                 .append(name, parse_value(&value)?);
             Ok(())
         }))
+    }
+
+    fn state(&mut self, _: Resource<RequestSlot>) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.request()?;
+        Ok(self.call.state.clone())
+    }
+
+    fn set_state(
+        &mut self,
+        _: Resource<RequestSlot>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), EditError>> {
+        self.request()?;
+        if value.len() > MAX_REQUEST_STATE {
+            return Ok(Err(EditError::InvalidValue));
+        }
+        self.call.state = Some(value);
+        Ok(Ok(()))
     }
 
     fn drop(&mut self, _: Resource<RequestSlot>) -> wasmtime::Result<()> {

@@ -6,11 +6,14 @@
 //! observe another request's data.
 
 pub(crate) mod clock;
+pub(crate) mod crypto;
 pub(crate) mod http;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod random;
+pub(crate) mod store;
 pub(crate) mod token_bucket;
+pub(crate) mod v02;
 pub(crate) mod wasi;
 
 use std::sync::Arc;
@@ -26,18 +29,20 @@ pub use self::http::{Directives, RequestHead, RequestInfo, ResponseHead, SentReq
 pub use self::log::{LogLevel, LogSink};
 use self::metrics::InstanceMetrics;
 pub use self::random::{Entropy, OsEntropy, SeededEntropy};
+use self::store::{FilterStore, Stores};
 use self::token_bucket::{BucketFamily, TokenBuckets};
 use super::health::Health;
 use crate::metrics::FilterMetricRegistry;
 
 /// What every instance of every filter shares: time, randomness, where logs also go, the metric
-/// registry, the token buckets.
+/// registry, the token buckets, the filters' stores.
 pub(crate) struct SharedHost {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) entropy: Arc<dyn Entropy>,
     pub(crate) log_sink: Option<Arc<dyn LogSink>>,
     pub(crate) metric_registry: Arc<FilterMetricRegistry>,
     pub(crate) buckets: Arc<TokenBuckets>,
+    pub(crate) stores: Arc<Stores>,
 }
 
 /// Longest panic message kept from a guest; the rest is cut off.
@@ -58,6 +63,8 @@ pub(crate) struct HostState {
     pub(crate) metrics: InstanceMetrics,
     /// The token-bucket families this instance defined, indexed by handle.
     pub(crate) buckets: Vec<Arc<BucketFamily>>,
+    /// The filter's store, looked up on first use.
+    pub(crate) store: Option<Arc<FilterStore>>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -86,6 +93,7 @@ impl HostState {
             limits,
             shared,
             buckets: Vec::new(),
+            store: None,
             wasi,
             table: ResourceTable::new(),
         }
@@ -198,6 +206,9 @@ pub(crate) struct CallState {
     pub(crate) info: Option<RequestInfo>,
     pub(crate) response: Option<ResponseHead>,
     pub(crate) body: Option<bytes::Bytes>,
+    /// The filter's state for this request (`request.state`), lent by the request's
+    /// [`Lease`](crate::Lease).
+    pub(crate) state: Option<Vec<u8>>,
 }
 
 /// How the current call holds the request head.

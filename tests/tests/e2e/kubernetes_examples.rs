@@ -270,6 +270,18 @@ fn the_sidecar_config_is_one_the_proxy_accepts() {
         for route in filter.spec.match_.iter().flat_map(|m| &m.routes) {
             assert!(routes.contains(&route.as_str()), "{name}: no route {route}");
         }
+        // ext-authz calls its `upstream`; header-router's rules send to theirs.
+        if let Some(upstream) = filter
+            .spec
+            .config
+            .as_ref()
+            .and_then(|c| c["upstream"].as_str())
+        {
+            assert!(
+                config.upstream(upstream).is_some(),
+                "{name}: no upstream {upstream}"
+            );
+        }
         for rule in filter
             .spec
             .config
@@ -513,7 +525,7 @@ if [ "$3" = - ]; then cat > "$WEFT_APPLIED/$n.yaml"; else cat -- "$3" > "$WEFT_A
 /// The README's `kubectl apply` commands, run as written from the repository root with a
 /// stand-in kubectl ([`KUBECTL`]): what each sends, split as kubectl splits it, is the
 /// documents it should be. In particular the filters, edited and concatenated into one stream,
-/// arrive as four WasmFilters, not one. Every manifest is applied by some command.
+/// arrive as five WasmFilters, not one. Every manifest is applied by some command.
 #[test]
 fn the_readme_applies_every_manifest_as_its_documents() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -580,8 +592,8 @@ fn the_readme_applies_every_manifest_as_its_documents() {
             );
             assert_eq!(
                 documents.len(),
-                4,
-                "four filters: {:?}",
+                5,
+                "five filters: {:?}",
                 identities(documents)
             );
             for (document, want) in documents.iter().zip(&wanted) {
@@ -644,7 +656,7 @@ fn the_readme_applies_every_manifest_as_its_documents() {
         kinds("examples/kubernetes/app.yaml"),
         ["ConfigMap", "Deployment", "Service"]
     );
-    assert_eq!(kinds("-"), ["WasmFilter"; 4]);
+    assert_eq!(kinds("-"), ["WasmFilter"; 5]);
     let all: BTreeSet<PathBuf> = yaml_files(Path::new(DIR)).into_iter().collect();
     let missing: Vec<_> = all.difference(&covered).collect();
     assert!(missing.is_empty(), "the README applies none of {missing:?}");

@@ -6,10 +6,12 @@
 
 mod authz;
 mod balance;
+mod contract;
 mod control_plane;
 mod discovery_cp;
 mod discovery_proxy;
 mod errors;
+mod ext_authz;
 mod fault_injection;
 mod filters;
 mod grpc;

@@ -4,6 +4,7 @@
 #[path = "../../../../tests/fixtures/authz/sign.rs"]
 mod sign;
 
+mod algorithms;
 mod fuzz;
 mod jwt;
 mod policy;
