@@ -311,15 +311,10 @@ impl<'a> Exchange<'a> {
     /// The upstream a filter named instead of the route's choice.
     fn resolve(&self, name: &Arc<str>) -> Result<Resolved, Refusal> {
         let reference = UpstreamRef::parse(name);
-        let upstream = match self.table.upstreams.get(reference.name.as_str()) {
-            Some(upstream) => upstream.clone(),
-            None => self
-                .listener
-                .services
-                .as_deref()
-                .and_then(|s| s.by_name(&reference))
-                .ok_or_else(|| Refusal::UnknownUpstream(name.clone()))?,
-        };
+        let upstream = self
+            .listener
+            .upstream(self.table, &reference)
+            .ok_or_else(|| Refusal::UnknownUpstream(name.clone()))?;
         Ok(Resolved {
             upstream,
             subset: reference.subset.map(Into::into),

@@ -2,6 +2,7 @@
 //! upstream's circuit breaker, balancer, connection pools and mTLS, and read whole within the
 //! call's timeout and size limit.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Request, Uri};
@@ -29,11 +30,11 @@ impl Outbound<'_> {
         filter: &LoadedFilter,
         call: Result<CallRequest, CallError>,
     ) -> Result<CallResponse, CallError> {
-        let (upstream, result) = match call {
+        let (upstream, result): (Arc<str>, _) = match call {
             // Refused before it had a destination.
-            Err(e) => ("(not sent)".to_owned(), Err(e)),
+            Err(e) => ("(not sent)".into(), Err(e)),
             Ok(call) => {
-                let upstream = call.upstream.to_string();
+                let upstream = call.upstream.clone();
                 let result = match filter.hold_call() {
                     None => Err(CallError::TooManyCalls),
                     Some(_in_flight) => self.send(call).await,
@@ -47,15 +48,10 @@ impl Outbound<'_> {
 
     async fn send(&self, call: CallRequest) -> Result<CallResponse, CallError> {
         let reference = UpstreamRef::parse(&call.upstream);
-        let upstream = match self.table.upstreams.get(reference.name.as_str()) {
-            Some(upstream) => upstream.clone(),
-            None => self
-                .listener
-                .services
-                .as_deref()
-                .and_then(|s| s.by_name(&reference))
-                .ok_or_else(|| CallError::UnknownUpstream(call.upstream.to_string()))?,
-        };
+        let upstream = self
+            .listener
+            .upstream(self.table, &reference)
+            .ok_or_else(|| CallError::UnknownUpstream(call.upstream.to_string()))?;
         let unavailable = |r: crate::respond::Refusal| CallError::Unavailable(r.message());
         let _admitted = upstream.admit().map_err(unavailable)?;
         let hash = upstream.hash(&call.headers);

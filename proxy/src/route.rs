@@ -57,6 +57,21 @@ pub(crate) struct Route {
     pub(crate) metrics: RouteMetrics,
 }
 
+impl ListenerState {
+    /// The upstream `reference` names: one of `table`'s, or else a service this listener
+    /// discovered. For a filter's `set-upstream` and for its calls alike.
+    pub(crate) fn upstream(
+        &self,
+        table: &RouteTable,
+        reference: &UpstreamRef,
+    ) -> Option<Arc<Upstream>> {
+        match table.upstreams.get(reference.name.as_str()) {
+            Some(upstream) => Some(upstream.clone()),
+            None => self.services.as_deref()?.by_name(reference),
+        }
+    }
+}
+
 impl Route {
     /// Whether a request with this (normalized) head takes this route.
     pub(crate) fn matches(&self, head: &RequestHead) -> bool {

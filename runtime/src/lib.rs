@@ -347,15 +347,10 @@ pub enum Verdict {
 
 /// The labels of `weft_filter_outbound_calls_total`'s `result`: `ok`, then each
 /// [`CallError`] kind.
-const CALL_RESULTS: [&str; 7] = [
-    "ok",
-    "unknown_upstream",
-    "invalid_request",
-    "timeout",
-    "response_too_large",
-    "too_many_calls",
-    "unavailable",
-];
+const CALL_RESULTS: [&str; 7] = {
+    let e = outbound::ERROR_LABELS;
+    ["ok", e[0], e[1], e[2], e[3], e[4], e[5]]
+};
 
 /// The longest delay a filter may ask for.
 pub const MAX_DELAY: Duration = Duration::from_secs(600);
@@ -1127,9 +1122,7 @@ impl LoadedFilter {
         let mut p = self.prepare(lease, hook)?;
         let i = &mut p.instance;
         let state = i.store.data_mut();
-        state.call.request = RequestRef::Mutable(std::mem::take(head));
-        state.call.directives = std::mem::take(directives);
-        state.call.info = Some(info.clone());
+        lend_request(&mut state.call, head, directives, info);
         let result = call_export!(
             i,
             &self.module,
@@ -1153,9 +1146,7 @@ impl LoadedFilter {
         let mut p = self.prepare(lease, hook)?;
         let i = &mut p.instance;
         let state = i.store.data_mut();
-        state.call.request = RequestRef::Mutable(std::mem::take(head));
-        state.call.directives = std::mem::take(directives);
-        state.call.info = Some(info.clone());
+        lend_request(&mut state.call, head, directives, info);
         state.call.body = Some(std::mem::take(body));
         let result = call_export!(
             i,
@@ -1240,9 +1231,7 @@ impl LoadedFilter {
         let mut p = self.prepare(lease, hook)?;
         let i = &mut p.instance;
         let state = i.store.data_mut();
-        state.call.request = RequestRef::Mutable(std::mem::take(head));
-        state.call.directives = std::mem::take(directives);
-        state.call.info = Some(info.clone());
+        lend_request(&mut state.call, head, directives, info);
         let result = outbound::to_wit(result);
         let old = || wasmtime::format_err!("a weft:filter@0.2.0 filter has no on-call-response");
         let outcome = if p.yielding {
@@ -1286,12 +1275,7 @@ impl LoadedFilter {
     pub fn record_call(&self, upstream: &str, result: &Result<CallResponse, CallError>) {
         let index = match result {
             Ok(_) => 0,
-            Err(e) => {
-                1 + CALL_RESULTS[1..]
-                    .iter()
-                    .position(|r| *r == e.as_str())
-                    .unwrap_or(0)
-            }
+            Err(e) => e.index(),
         };
         if let Some(counter) = self.calls.get(index) {
             counter.inc();
@@ -1398,6 +1382,19 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         }
         std::thread::park();
     }
+}
+
+/// Lend a request hook the request, what it may ask for, and the request's facts; given back by
+/// [`restore_request`].
+fn lend_request(
+    call: &mut host::CallState,
+    head: &mut RequestHead,
+    directives: &mut Directives,
+    info: &RequestInfo,
+) {
+    call.request = RequestRef::Mutable(std::mem::take(head));
+    call.directives = std::mem::take(directives);
+    call.info = Some(info.clone());
 }
 
 fn restore_request(

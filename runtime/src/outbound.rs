@@ -78,17 +78,32 @@ pub enum CallError {
     Unavailable(String),
 }
 
+/// The metric labels of the kinds of [`CallError`], in declaration order.
+pub(crate) const ERROR_LABELS: [&str; 6] = [
+    "unknown_upstream",
+    "invalid_request",
+    "timeout",
+    "response_too_large",
+    "too_many_calls",
+    "unavailable",
+];
+
 impl CallError {
+    /// 1 + the kind's place in [`ERROR_LABELS`]: its counter, after the one for `ok`.
+    pub(crate) fn index(&self) -> usize {
+        1 + match self {
+            CallError::UnknownUpstream(_) => 0,
+            CallError::InvalidRequest(_) => 1,
+            CallError::Timeout => 2,
+            CallError::ResponseTooLarge => 3,
+            CallError::TooManyCalls => 4,
+            CallError::Unavailable(_) => 5,
+        }
+    }
+
     /// The metric label.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            CallError::UnknownUpstream(_) => "unknown_upstream",
-            CallError::InvalidRequest(_) => "invalid_request",
-            CallError::Timeout => "timeout",
-            CallError::ResponseTooLarge => "response_too_large",
-            CallError::TooManyCalls => "too_many_calls",
-            CallError::Unavailable(_) => "unavailable",
-        }
+        ERROR_LABELS[self.index() - 1]
     }
 }
 
